@@ -1,0 +1,32 @@
+"""Errors a person is meant to read: each carries a message id from ``messages`` and an HTTP status."""
+from __future__ import annotations
+
+from paragoger import messages
+
+
+class UserError(Exception):
+    """Something the user can fix. ``str(err)`` is the English sentence; ``key``/``params`` allow translation."""
+
+    status = 400
+
+    def __init__(self, key: str, **params):
+        self.key = key
+        self.params = params
+        super().__init__(messages.render(key, **params))
+
+    def render(self, catalogue: dict[str, str] | None = None) -> str:
+        return messages.render(self.key, catalogue, **self.params)
+
+
+class NotFoundError(UserError):
+    status = 404
+
+
+class ModelLoadError(UserError):
+    """A checkpoint or VAE could not be loaded; the previously loaded model is untouched."""
+
+    status = 400
+
+
+class QueueFullError(UserError):
+    status = 429

@@ -1,0 +1,57 @@
+"""Every sentence a person reads, keyed by a stable id, so a translation can replace the English later.
+
+Code raises ``UserError("checkpoint_corrupt", name=...)``; the UI and the API render it with ``render``.
+A catalogue for another language is a dict with the same keys (see ``load_catalogue``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ENGLISH: dict[str, str] = {
+    # models
+    "no_checkpoint": "No checkpoint found. Put a .safetensors or .ckpt file into {folder} and press refresh, "
+                     "or create a tiny test model (its images are noise).",
+    "checkpoint_not_found": "Checkpoint '{name}' is not in the checkpoint list. Press refresh, or check its name.",
+    "checkpoint_corrupt": "Could not read checkpoint '{name}': {reason}. The file may be truncated or not a model; "
+                          "the previous model stays loaded.",
+    "checkpoint_unknown_architecture": "Checkpoint '{name}' is not a Stable Diffusion model this app knows "
+                                       "(SD 1.x, SD 2.x, SDXL).",
+    "pickle_refused": "Checkpoint '{name}' was refused: its pickle asks to run '{what}', which a model file never "
+                      "needs. Only load .ckpt files you trust; prefer .safetensors.",
+    "vae_not_found": "VAE '{name}' was not found.",
+    # requests
+    "size_not_multiple_of_8": "Width and height must be multiples of 8 (got {width}x{height}).",
+    "size_out_of_range": "Width and height must be between {low} and {high} pixels (got {width}x{height}).",
+    "steps_out_of_range": "Steps must be between 1 and {high} (got {steps}).",
+    "batch_out_of_range": "Batch size must be 1 to {high_size} and batch count 1 to {high_count}.",
+    "cfg_out_of_range": "CFG scale must be between 0 and 100 (got {cfg}).",
+    "unknown_sampler": "Unknown sampler '{name}'. Known samplers: {known}.",
+    "unknown_schedule": "Unknown schedule type '{name}'. Known schedule types: {known}.",
+    "queue_full": "The queue is full ({size} jobs waiting). Try again in a moment.",
+    "out_of_memory": "The GPU ran out of memory. Try a smaller size or batch, or start with --medvram/--lowvram.",
+    "unknown_option": "Unknown setting '{key}'.",
+    "bad_option_value": "Setting '{key}' cannot take the value {value!r}: {reason}.",
+    "job_not_found": "No job with id '{job_id}'.",
+    # progress
+    "progress_queued": "In queue: position {position}",
+    "progress_step": "Step {step}/{total}",
+    "progress_eta": "ETA {eta}",
+    "progress_loading": "Loading {name}…",
+    "progress_done": "Done",
+    "progress_interrupted": "Interrupted",
+}
+
+
+def render(key: str, catalogue: dict[str, str] | None = None, **params) -> str:
+    """The sentence for ``key`` in the given catalogue (falling back to English), filled with ``params``."""
+    template = (catalogue or {}).get(key) or ENGLISH.get(key, key)
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+def load_catalogue(path: Path) -> dict[str, str]:
+    """A translation file: a JSON object from message id (or English label) to translated text."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))

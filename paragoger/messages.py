@@ -55,3 +55,22 @@ def render(key: str, catalogue: dict[str, str] | None = None, **params) -> str:
 def load_catalogue(path: Path) -> dict[str, str]:
     """A translation file: a JSON object from message id (or English label) to translated text."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+ENGLISH.update({
+    "bad_image": "The {field} could not be read: {reason}.",
+    "image_too_large": "The {field} is too large (limit {limit}).",
+    "auth_required": "Authentication required.",
+})
+
+# samplers and seeds
+ENGLISH.update({
+    "schedule_not_supported": "Sampler '{sampler}' cannot use the schedule type '{schedule}'. "
+                              "It supports: {supported}.",
+    "sampler_needs_package": "Sampler '{name}' needs the Python package '{package}', which is not installed. "
+                             "Install it (pip install {package}) or pick another sampler.",
+    "sampler_config_invalid": "Sampler '{sampler}' with schedule type '{schedule}' does not work with this "
+                              "model's scheduler settings: {reason}.",
+    "unknown_rng_source": "Random number source '{name}' is not available. Use one of: {known}.",
+    "rng_gpu_fallback": "No CUDA GPU: the noise was drawn on the CPU, so images differ from A1111's default GPU "
+                        "noise for the same seed (they match A1111 with RNG set to CPU, and ComfyUI).",
+})

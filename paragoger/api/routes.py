@@ -1,0 +1,172 @@
+"""The `/sdapi/v1` routes (A1111's API). Each route turns its body into core objects and calls the core."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from paragoger.api import schemas
+from paragoger.imaging.transport import encode_png_base64
+from paragoger.core.jobs import FAILED
+from paragoger.core.request import GenerationRequest, GenerationResult
+from paragoger.errors import UserError
+
+API_SAMPLER_DEFAULT = "Euler"  # what A1111's API uses when a request names no sampler
+
+
+def txt2img_request(body: schemas.Txt2ImgBody) -> GenerationRequest:
+    """A1111's txt2img body -> the one request object the core takes."""
+    return GenerationRequest(
+        mode="txt2img", prompt=body.prompt, negative_prompt=body.negative_prompt, styles=list(body.styles),
+        seed=body.seed, subseed=body.subseed, subseed_strength=body.subseed_strength,
+        seed_resize_from_w=max(0, body.seed_resize_from_w), seed_resize_from_h=max(0, body.seed_resize_from_h),
+        sampler_name=body.sampler_name or body.sampler_index or API_SAMPLER_DEFAULT,
+        scheduler=body.scheduler or "Automatic", batch_size=body.batch_size, n_iter=body.n_iter,
+        steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
+        override_settings=dict(body.override_settings or {}),
+        save_images=body.save_images and not body.do_not_save_samples, send_images=body.send_images,
+        do_not_save_grid=body.do_not_save_grid,
+    )
+
+
+def result_info(result: GenerationResult, components_info: dict[str, Any], index_of_first_image: int) -> dict:
+    """The ``info`` object A1111 returns (as a JSON string) beside the images."""
+    request = result.request
+    first = result.images[0] if result.images else None
+    return {
+        "prompt": first.prompt if first else request.prompt,
+        "all_prompts": [item.prompt for item in result.images],
+        "negative_prompt": first.negative_prompt if first else request.negative_prompt,
+        "all_negative_prompts": [item.negative_prompt for item in result.images],
+        "seed": first.seed if first else request.seed,
+        "all_seeds": result.seeds,
+        "subseed": first.subseed if first else request.subseed,
+        "all_subseeds": [item.subseed for item in result.images],
+        "subseed_strength": request.subseed_strength,
+        "width": request.width, "height": request.height,
+        "sampler_name": request.sampler_name, "scheduler": request.scheduler,
+        "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
+        "restore_faces": False, "face_restoration_model": None,
+        **components_info,
+        "seed_resize_from_w": request.seed_resize_from_w or -1,
+        "seed_resize_from_h": request.seed_resize_from_h or -1,
+        "denoising_strength": None, "extra_generation_params": dict(request.extra_params),
+        "index_of_first_image": index_of_first_image,
+        "infotexts": result.infotexts, "styles": list(request.styles),
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": request.clip_skip or 1,
+        "is_using_inpainting_conditioning": False, "interrupted": result.interrupted,
+    }
+
+
+def images_response(result: GenerationResult, body: dict[str, Any], context) -> dict:
+    images, first_index = [], 0
+    if result.request.send_images:
+        if result.grid is not None:
+            images.append(encode_png_base64(result.grid, result.images[0].infotext))
+            first_index = 1
+        images += [encode_png_base64(item.image, item.infotext) for item in result.images]
+    current = context.cache.current
+    components_info = {
+        "sd_model_name": current.info.model_name if current else None,
+        "sd_model_hash": current.info.short_hash if current else None,
+        "sd_vae_name": current.vae_name if current else None,
+        "sd_vae_hash": current.vae_hash if current else None,
+    }
+    info = result_info(result, components_info, first_index)
+    return {"images": images, "parameters": body, "info": json.dumps(info, ensure_ascii=False)}
+
+
+def run_job(context, request: GenerationRequest):
+    """Queue the request, wait for it (A1111's synchronous behaviour), and raise its error if it failed."""
+    job = context.queue.run(request, kind=request.mode)
+    if job.state == FAILED:
+        raise job.error
+    return job.result
+
+
+def build_router(context) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
+
+    @router.post("/txt2img", response_model=schemas.ImagesResponse)
+    def txt2img(body: schemas.Txt2ImgBody):
+        request = txt2img_request(body).validate()
+        context.samplers.resolve(request.sampler_name, request.scheduler)  # 400 before queueing
+        result = run_job(context, request)
+        return images_response(result, body.model_dump(), context)
+
+    @router.get("/progress", response_model=schemas.ProgressResponse)
+    def progress(skip_current_image: bool = False):
+        return context.progress_report(include_image=not skip_current_image)
+
+    @router.post("/interrupt")
+    def interrupt():
+        job = context.queue.current
+        if job is not None:
+            job.interrupt()
+        return {}
+
+    @router.post("/skip")
+    def skip():
+        job = context.queue.current
+        if job is not None:
+            job.skip()
+        return {}
+
+    @router.get("/sd-models")
+    def sd_models():
+        return [{"title": info.title, "model_name": info.model_name, "hash": info.short_hash,
+                 "sha256": info.sha256, "filename": str(info.path), "config": None}
+                for info in context.library.checkpoints()]
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints():
+        context.library.refresh()
+        return {}
+
+    @router.get("/sd-vae")
+    def sd_vae():
+        return [{"model_name": name, "filename": str(path)} for name, path in context.library.vaes().items()]
+
+    @router.post("/refresh-vae")
+    def refresh_vae():
+        context.library.refresh()
+        return {}
+
+    @router.get("/samplers")
+    def samplers():
+        return context.samplers.samplers()
+
+    @router.get("/schedulers")
+    def schedulers():
+        return context.samplers.schedules()
+
+    @router.get("/options")
+    def get_options():
+        return context.options_snapshot()
+
+    @router.post("/options")
+    def set_options(changes: dict[str, Any] = Body(...)):
+        context.apply_options(changes)
+        return {}
+
+    @router.get("/cmd-flags")
+    def cmd_flags():
+        return context.flags_snapshot()
+
+    @router.get("/memory")
+    def memory():
+        return context.memory_report()
+
+    return router
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """UserError -> 4xx with the sentence; anything else -> 500 with the type, and the app keeps running."""
+
+    @app.exception_handler(UserError)
+    async def user_error(_request: Request, err: UserError):
+        return JSONResponse(status_code=err.status, content={"error": type(err).__name__, "detail": str(err),
+                                                             "key": err.key})

@@ -1,0 +1,110 @@
+"""Command-line flags, named as AUTOMATIC1111 names them, turned into one LaunchOptions object."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    autolaunch: bool = False
+    api: bool = True
+    nowebui: bool = False
+    gradio_auth: tuple[tuple[str, str], ...] = ()
+    api_auth: tuple[tuple[str, str], ...] = ()
+    data_dir: Path | None = None
+    models_dir: Path | None = None
+    ckpt_dirs: tuple[Path, ...] = ()
+    vae_dirs: tuple[Path, ...] = ()
+    lora_dirs: tuple[Path, ...] = ()
+    embeddings_dirs: tuple[Path, ...] = ()
+    extensions_dirs: tuple[Path, ...] = ()
+    outputs_dir: Path | None = None
+    ckpt: str | None = None
+    device: str | None = None
+    precision: str = "autocast"
+    no_half: bool = False
+    no_half_vae: bool = False
+    medvram: bool = False
+    lowvram: bool = False
+    xformers: bool = False
+    download_default: bool = False
+    create_test_model: bool = False
+    queue_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+
+def _auth_pairs(text: str | None) -> tuple[tuple[str, str], ...]:
+    """``user:pass,user2:pass2`` -> ((user, pass), ...); a password may itself contain ':'."""
+    pairs = []
+    for item in (text or "").replace("\n", ",").split(","):
+        item = item.strip()
+        if item:
+            user, _, password = item.partition(":")
+            pairs.append((user, password))
+    return tuple(pairs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Paragoger SD: offline Stable Diffusion studio")
+    add = p.add_argument
+    add("--listen", action="store_true", help="listen on 0.0.0.0 so other machines on the network can connect")
+    add("--server-name", default=None, help="address to listen on (overrides --listen)")
+    add("--port", type=int, default=None, help="port (default 7860)")
+    add("--share", action="store_true", help="ask Gradio for a public share link (needs internet)")
+    add("--autolaunch", action="store_true", help="open the page in the default browser")
+    add("--api", action="store_true", help="accepted for A1111 compatibility: the API is always served")
+    add("--nowebui", action="store_true", help="serve the HTTP API only")
+    add("--gradio-auth", default=None, help="user:pass[,user2:pass2] protecting the page")
+    add("--gradio-auth-path", default=None, help="file with user:pass lines")
+    add("--api-auth", default=None, help="user:pass[,user2:pass2] protecting the API (HTTP Basic)")
+    add("--data-dir", type=Path, default=None, help="base folder for models, outputs, config (A1111 layout)")
+    add("--models-dir", type=Path, default=None, help="folder holding Stable-diffusion, VAE, Lora, ...")
+    add("--ckpt-dir", type=Path, action="append", default=[], help="extra checkpoint folder (repeatable)")
+    add("--vae-dir", type=Path, action="append", default=[], help="extra VAE folder")
+    add("--lora-dir", type=Path, action="append", default=[], help="extra LoRA folder")
+    add("--embeddings-dir", type=Path, action="append", default=[], help="extra embeddings folder")
+    add("--extensions-dir", type=Path, action="append", default=[], help="extra extensions folder")
+    add("--outdir", type=Path, default=None, help="outputs folder")
+    add("--ckpt", default=None, help="checkpoint to load at start (name, title or path)")
+    add("--device", default=None, help="cuda, cuda:1, mps or cpu (default: best available)")
+    add("--precision", choices=["autocast", "full", "half", "bf16"], default="autocast")
+    add("--no-half", action="store_true", help="keep the model in fp32 on the GPU")
+    add("--no-half-vae", action="store_true", help="keep the VAE in fp32")
+    add("--medvram", action="store_true", help="move parts of the model to the CPU when idle")
+    add("--lowvram", action="store_true", help="keep only the running part of the model on the GPU")
+    add("--xformers", action="store_true", help="use xformers attention when it is installed and works")
+    add("--skip-torch-cuda-test", action="store_true", help="accepted for A1111 compatibility")
+    add("--download-default", action="store_true", help="download SD 1.5 when no checkpoint is present (online)")
+    add("--create-test-model", action="store_true",
+        help="create a tiny random test model (its images are noise) when no checkpoint is present")
+    add("--queue-size", type=int, default=64, help="most jobs waiting at once; more get 'queue full'")
+    return p
+
+
+def parse_args(argv: list[str] | None = None, env: dict | None = None) -> LaunchOptions:
+    """Flags from ``argv`` after those in ``COMMANDLINE_ARGS`` (as A1111's webui-user files set it)."""
+    env = os.environ if env is None else env
+    args = shlex.split(env.get("COMMANDLINE_ARGS", "")) + list(argv or [])
+    ns, unknown = build_parser().parse_known_args(args)
+    gradio_auth = _auth_pairs(ns.gradio_auth)
+    if ns.gradio_auth_path:
+        gradio_auth += _auth_pairs(Path(ns.gradio_auth_path).read_text(encoding="utf-8"))
+    host = ns.server_name or ("0.0.0.0" if ns.listen else "127.0.0.1")
+    precision = "full" if ns.no_half else ns.precision
+    return LaunchOptions(
+        host=host, port=ns.port or 7860, share=ns.share, autolaunch=ns.autolaunch, api=True,
+        nowebui=ns.nowebui, gradio_auth=gradio_auth, api_auth=_auth_pairs(ns.api_auth),
+        data_dir=ns.data_dir, models_dir=ns.models_dir, ckpt_dirs=tuple(ns.ckpt_dir),
+        vae_dirs=tuple(ns.vae_dir), lora_dirs=tuple(ns.lora_dir), embeddings_dirs=tuple(ns.embeddings_dir),
+        extensions_dirs=tuple(ns.extensions_dir), outputs_dir=ns.outdir, ckpt=ns.ckpt, device=ns.device,
+        precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, medvram=ns.medvram,
+        lowvram=ns.lowvram, xformers=ns.xformers, download_default=ns.download_default,
+        create_test_model=ns.create_test_model, queue_size=ns.queue_size, extra={"unknown": unknown},
+    )

@@ -1,0 +1,124 @@
+"""AppContext: the one place that builds and owns the app's state, handed to the UI, the API and the core.
+
+Nothing here is a module global: tests build as many contexts as they like, each with its own folders.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import psutil
+
+from paragoger.cli import LaunchOptions
+from paragoger.core.devices import DeviceConfig, choose_device
+from paragoger.core.engine import Engine
+from paragoger.core.jobs import Job, JobQueue
+from paragoger.imaging.transport import encode_png_base64
+from paragoger.model_manager.cache import ModelCache
+from paragoger.model_manager.library import ModelLibrary
+from paragoger.model_manager.loader import load_checkpoint
+from paragoger.paths import Paths
+from paragoger.prompts import StyleStore
+from paragoger.samplers import default_sampler_registry
+from paragoger.settings import Settings
+
+LOAD_MODEL = "load-model"
+
+
+class AppContext:
+    def __init__(self, options: LaunchOptions, *, device: DeviceConfig | None = None):
+        self.options = options
+        self.paths = Paths.build(
+            data_dir=options.data_dir, models_dir=options.models_dir, ckpt_dirs=options.ckpt_dirs,
+            vae_dirs=options.vae_dirs, lora_dirs=options.lora_dirs, embeddings_dirs=options.embeddings_dirs,
+            extensions_dirs=options.extensions_dirs, outputs_dir=options.outputs_dir)
+        self.paths.ensure()
+        self.settings = Settings.load(self.paths.config_file)
+        self.device = device or choose_device(options.device, precision=options.precision,
+                                              no_half=options.no_half, no_half_vae=options.no_half_vae)
+        self.library = ModelLibrary(self.paths)
+        self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"])
+        self.samplers = default_sampler_registry()
+        self.styles = StyleStore(self.paths.styles_file)
+        self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
+                             settings=self.settings, paths=self.paths, styles=self.styles)
+        self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
+
+    # The worker: every job, from the UI or the API, runs here, one at a time. ---------------------------------
+    def _run_job(self, job: Job):
+        if job.kind == LOAD_MODEL:
+            checkpoint, vae = job.request
+            components = self.engine.load_model(checkpoint, vae, self.settings)
+            self.settings.update({"sd_model_checkpoint": components.info.title})
+            return components
+        return self.engine.generate(job.request, job)
+
+    def select_checkpoint(self, name: str, vae: str | None = None):
+        """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
+        job = self.queue.run((name, vae), kind=LOAD_MODEL)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    # Settings as the API shows them ----------------------------------------------------------------------------
+    def options_snapshot(self) -> dict[str, Any]:
+        values = self.settings.as_dict()
+        current = self.cache.current
+        if current is not None:
+            values["sd_model_checkpoint"] = current.info.title
+        return values
+
+    def apply_options(self, changes: dict[str, Any]) -> None:
+        changes = dict(changes)
+        checkpoint = changes.pop("sd_model_checkpoint", None)
+        vae = changes.pop("sd_vae", None)
+        self.settings.update(self.settings.validated(changes))
+        if checkpoint or vae is not None:
+            if vae is not None:
+                self.library.find_vae(vae)  # unknown VAE -> 4xx before anything changes
+                self.settings.update({"sd_vae": vae})
+            self.select_checkpoint(checkpoint or self.settings["sd_model_checkpoint"] or None, vae)
+        self.cache.limit = self.settings["sd_checkpoints_limit"]
+
+    def flags_snapshot(self) -> dict[str, Any]:
+        return {key: (str(value) if value is not None and not isinstance(value, (bool, int, float, str))
+                      else value) for key, value in asdict(self.options).items() if key != "extra"}
+
+    # Progress as /sdapi/v1/progress and the page show it ---------------------------------------------------------
+    def job_status(self, job: Job | None, *, include_image: bool = True) -> dict[str, Any]:
+        waiting = self.queue.waiting_count()
+        if job is None:
+            return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
+                    "state": {"job_count": 0, "queue_size": waiting}}
+        p = job.progress
+        eta = job.eta_seconds()
+        return {
+            "progress": p.fraction(),
+            "eta_relative": eta or 0.0,
+            "state": {"skipped": job.skipped, "interrupted": job.interrupted, "job": job.id,
+                      "job_count": p.job_count, "job_no": p.job_no, "sampling_step": p.step,
+                      "sampling_steps": p.steps, "queue_size": waiting,
+                      "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.created))},
+            "current_image": encode_png_base64(p.preview) if include_image and p.preview is not None else None,
+            "textinfo": p.textinfo or None,
+        }
+
+    def progress_report(self, *, include_image: bool = True) -> dict[str, Any]:
+        return self.job_status(self.queue.current, include_image=include_image)
+
+    def memory_report(self) -> dict[str, Any]:
+        process = psutil.Process()
+        report: dict[str, Any] = {"ram": {"used": process.memory_info().rss,
+                                          "total": psutil.virtual_memory().total},
+                                  "models": [asdict(m) for m in self.cache.loaded()]}
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            report["cuda"] = {"system": {"free": free, "total": total, "used": total - free},
+                              "peak": torch.cuda.max_memory_allocated()}
+        return report
+
+    def close(self) -> None:
+        self.queue.stop()

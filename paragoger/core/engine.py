@@ -1,0 +1,223 @@
+"""Engine.generate: one request in, saved images out. Each numbered step is one method below.
+
+    1. resolve the model       ModelLibrary + ModelCache -> Components shared by every mode
+    2. prompts                 styles -> conditioning per distinct text (encoded once per generation)
+    3. seeds and latents       txt2img: seeded noise * the scheduler's initial sigma
+    4. denoising loop          core.denoise, with progress, preview, interrupt and skip hooks
+    5. decode                  the VAE (retried in fp32 when half precision gives NaN)
+    6. save                    infotext + atomic write; a grid when there are several images
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from paragoger.core import seeds as seeding
+from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_same_length
+from paragoger.core.denoise import ScheduledConditioning, StepState, denoise
+from paragoger.core.jobs import Job
+from paragoger.core.parameters import generation_parameters
+from paragoger.core.request import GeneratedImage, GenerationRequest, GenerationResult
+from paragoger.imaging import grid as grids
+from paragoger.imaging import infotext as infotexts
+from paragoger.imaging import preview as previews
+from paragoger.imaging import saving
+from paragoger.model_manager.components import Components
+
+
+@dataclass
+class _Batch:
+    """One batch (one of ``n_iter``) of ``batch_size`` images."""
+
+    index: int
+    seeds: list[int]
+    subseeds: list[int]
+
+
+class Engine:
+    def __init__(self, *, library, cache, samplers, settings, paths, styles=None):
+        self.library = library
+        self.cache = cache
+        self.samplers = samplers
+        self.settings = settings
+        self.paths = paths
+        self.styles = styles
+
+    # 1. Model -------------------------------------------------------------------------------------------------
+    def load_model(self, checkpoint: str | None, vae: str | None, settings) -> Components:
+        info = self.library.find_checkpoint(checkpoint or settings["sd_model_checkpoint"] or None)
+        vae_path = self.library.find_vae(vae if vae is not None else settings["sd_vae"])
+        return self.cache.get(info, vae_path)
+
+    # The whole generation ---------------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
+        request.validate()
+        job = job or Job(request=request)
+        settings = self.settings.with_overrides(request.override_settings)
+        sampler, schedule = self.samplers.resolve(request.sampler_name, request.scheduler)
+        job.progress.textinfo = "loading"
+        components = self.load_model(request.checkpoint, request.vae, settings)
+        prompt, negative = self._apply_styles(request)
+        encoder = PromptEncoder(components, clip_skip=self._clip_skip(request, settings))
+
+        first_seed = seeding.resolve_seed(request.seed)
+        first_subseed = seeding.resolve_seed(request.subseed)
+        images: list[GeneratedImage] = []
+        for batch in self._batches(request, first_seed, first_subseed):
+            if job.interrupted:
+                break
+            job.set_steps(batch.index, request.n_iter, request.steps)
+            latents = self._sample(request, components, encoder, prompt, negative, batch, sampler, schedule,
+                                   settings, job)
+            decoded = self._decode(components, latents)
+            for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
+                params = generation_parameters(
+                    request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
+                    schedule=schedule.name, clip_skip=encoder.clip_skip, rng=settings["randn_source"])
+                text = infotexts.format_infotext(prompt, negative, params)
+                item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
+                                      negative_prompt=negative, infotext=text)
+                self._save_image(request, item, settings)
+                images.append(item)
+        result = GenerationResult(request=request, images=images, interrupted=job.interrupted)
+        self._save_grid(request, result, settings)
+        job.progress.textinfo = "done"
+        return result
+
+    # 2. Prompts -------------------------------------------------------------------------------------------------
+    def _apply_styles(self, request: GenerationRequest) -> tuple[str, str]:
+        if self.styles is None or not request.styles:
+            return request.prompt, request.negative_prompt
+        return self.styles.apply(request.styles, request.prompt, request.negative_prompt)
+
+    @staticmethod
+    def _clip_skip(request: GenerationRequest, settings) -> int:
+        return request.clip_skip if request.clip_skip else settings["CLIP_stop_at_last_layers"]
+
+    def _conditioning(self, encoder: PromptEncoder, prompt: str, negative: str, batch_size: int
+                      ) -> tuple[ScheduledConditioning, ScheduledConditioning]:
+        positive = encoder.encode(prompt)
+        negative_cond = encoder.encode(negative)
+        pos_embeds, neg_embeds = pad_to_same_length(positive.embeds, negative_cond.embeds,
+                                                    encoder.empty_chunk().embeds)
+
+        def batched(embeds, pooled) -> ScheduledConditioning:
+            conditioning = TextConditioning(
+                embeds=embeds.expand(batch_size, -1, -1),
+                pooled=None if pooled is None else pooled.expand(batch_size, -1))
+            return ScheduledConditioning([(request_steps_end, conditioning)])
+
+        request_steps_end = 1 << 30  # one entry that lasts all steps
+        return batched(pos_embeds, positive.pooled), batched(neg_embeds, negative_cond.pooled)
+
+    # 3. Seeds --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _batches(request: GenerationRequest, first_seed: int, first_subseed: int):
+        for index in range(request.n_iter):
+            offset = index * request.batch_size
+            yield _Batch(index=index,
+                         seeds=seeding.batch_seeds(first_seed + offset, request.batch_size),
+                         subseeds=seeding.batch_seeds(first_subseed + offset, request.batch_size))
+
+    def _initial_noise(self, request, components: Components, batch: _Batch, settings) -> torch.Tensor:
+        factor = components.vae_scale_factor
+        shape = (components.latent_channels, request.height // factor, request.width // factor)
+        resize_from = None
+        if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+            resize_from = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
+        return seeding.make_noise(
+            shape, batch.seeds, subseeds=batch.subseeds, subseed_strength=request.subseed_strength,
+            seed_resize_from=resize_from, device=self.cache.device.device, dtype=self.cache.device.dtype,
+            source=settings["randn_source"].lower())
+
+    # 4. Denoising ----------------------------------------------------------------------------------------------
+    def _sample(self, request, components, encoder, prompt, negative, batch, sampler, schedule, settings,
+                job: Job) -> torch.Tensor:
+        device = self.cache.device.device
+        scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config)
+        scheduler.set_timesteps(request.steps, device=device)
+        cond, uncond = self._conditioning(encoder, prompt, negative, len(batch.seeds))
+        noise = self._initial_noise(request, components, batch, settings)
+        latents = noise * scheduler.init_noise_sigma
+        step_kwargs = self._step_kwargs(scheduler, batch, settings)
+        added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
+        hooks = (self._progress_hook(job, components, settings),)
+        with torch.inference_mode():
+            return denoise(unet=components.unet, scheduler=scheduler, latents=latents, cond=cond, uncond=uncond,
+                           cfg_scale=request.cfg_scale, steps=request.steps, step_kwargs=step_kwargs,
+                           added_time_ids=added_time_ids, hooks=hooks)
+
+    def _step_kwargs(self, scheduler, batch: _Batch, settings) -> dict:
+        """``generator`` for samplers that add noise each step, ``eta`` for DDIM (as diffusers passes them)."""
+        accepted = set(inspect.signature(scheduler.step).parameters)
+        kwargs = {}
+        if "generator" in accepted:
+            kwargs["generator"] = seeding.step_generators(batch.seeds, self.cache.device.device)
+        if "eta" in accepted:
+            kwargs["eta"] = settings["eta_ddim"]
+        return kwargs
+
+    def _sdxl_time_ids(self, request, components: Components, batch_size: int) -> torch.Tensor | None:
+        if not components.is_sdxl:
+            return None
+        size = (request.height, request.width)
+        ids = torch.tensor([[*size, 0, 0, *size]], dtype=self.cache.device.dtype, device=self.cache.device.device)
+        return ids.expand(batch_size, -1)
+
+    def _progress_hook(self, job: Job, components: Components, settings):
+        every = settings["show_progress_every_n_steps"]
+        previews_on = settings["live_previews_enable"]
+
+        def hook(state: StepState) -> None:
+            done = state.step + 1
+            preview = None
+            if previews_on and (done % every == 0) and done < state.steps:
+                preview = previews.latents_to_preview(state.latents[0:1], components.family)
+            job.set_step(done, preview)
+            if job.interrupted or job.take_skip():
+                state.stop = True
+
+        return hook
+
+    # 5. Decode -------------------------------------------------------------------------------------------------
+    def _decode(self, components: Components, latents: torch.Tensor) -> list:
+        vae = components.vae
+        with torch.inference_mode():
+            decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            if vae.dtype != torch.float32 and torch.isnan(decoded).any():
+                # Half-precision VAEs (notably SDXL's) overflow into NaN: decode this model in fp32 from now on.
+                vae.to(torch.float32)
+                decoded = vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+        return previews.tensor_to_pil(decoded)
+
+    # 6. Save ---------------------------------------------------------------------------------------------------
+    def _output_dir(self, settings, key: str) -> Path:
+        """A setting's folder: relative names live under the outputs folder, as in A1111."""
+        return self.paths.outputs_dir / (settings["outdir_samples"] or settings[key])
+
+    def _save_image(self, request: GenerationRequest, item: GeneratedImage, settings) -> None:
+        if not (request.save_images and settings["samples_save"]):
+            return
+        outdir = self._output_dir(settings, "outdir_txt2img_samples") / _today()
+        item.path = str(saving.save_image(item.image, item.infotext, outdir=outdir, seed=item.seed,
+                                          extension=settings["samples_format"],
+                                          jpeg_quality=settings["jpeg_quality"]))
+
+    def _save_grid(self, request: GenerationRequest, result: GenerationResult, settings) -> None:
+        if len(result.images) < 2:
+            return
+        result.grid = grids.make_grid([item.image for item in result.images])
+        if request.save_images and settings["grid_save"] and not request.do_not_save_grid:
+            outdir = self._output_dir(settings, "outdir_txt2img_grids") / _today()
+            result.grid_path = str(saving.save_grid(result.grid, result.images[0].infotext, outdir=outdir,
+                                                    extension=settings["grid_format"],
+                                                    jpeg_quality=settings["jpeg_quality"]))
+
+
+def _today() -> str:
+    return _dt.date.today().isoformat()
+

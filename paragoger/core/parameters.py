@@ -1,0 +1,39 @@
+"""The generation parameters written into every image (A1111's infotext fields, in A1111's order)."""
+from __future__ import annotations
+
+from typing import Any
+
+from paragoger import __version__
+
+
+def _number(value: float) -> float | int:
+    """7.0 -> 7, as A1111 writes whole numbers."""
+    return int(value) if float(value).is_integer() else value
+
+
+def generation_parameters(request, *, seed: int, subseed: int, components, sampler: str, schedule: str,
+                          clip_skip: int, rng: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ordered ``key -> value`` dict for one image; None values are left out when formatted."""
+    info = components.info
+    params: dict[str, Any] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": None if schedule == "Automatic" else schedule,
+        "CFG scale": _number(request.cfg_scale),
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": info.short_hash,
+        "Model": info.model_name,
+        "VAE hash": components.vae_hash,
+        "VAE": components.vae_name,
+        "Variation seed": subseed if request.subseed_strength > 0 else None,
+        "Variation seed strength": _number(request.subseed_strength) if request.subseed_strength > 0 else None,
+        "Seed resize from": (f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
+                             if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None),
+        "Clip skip": clip_skip if clip_skip > 1 else None,
+        "RNG": rng if rng != "GPU" else None,
+    }
+    params.update(extra or {})
+    params.update(request.extra_params)
+    params["Version"] = f"Paragoger-{__version__}"
+    return {key: value for key, value in params.items() if value is not None}

@@ -1,0 +1,99 @@
+"""GenerationRequest: everything one generation needs, from the tab or the HTTP route to the saved file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from paragoger.errors import UserError
+
+MIN_SIZE, MAX_SIZE = 64, 4096
+MAX_STEPS = 500
+MAX_BATCH_SIZE, MAX_BATCH_COUNT = 16, 1000
+
+
+@dataclass
+class GenerationRequest:
+    mode: str = "txt2img"
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = field(default_factory=list)
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    sampler_name: str = "Euler a"
+    scheduler: str = "Automatic"
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    clip_skip: int | None = None          # None: the setting CLIP_stop_at_last_layers
+    checkpoint: str | None = None         # None: the loaded/selected checkpoint
+    vae: str | None = None                # None: the setting sd_vae
+    override_settings: dict[str, Any] = field(default_factory=dict)
+    save_images: bool = True
+    send_images: bool = True
+    do_not_save_grid: bool = False
+    extra_params: dict[str, Any] = field(default_factory=dict)   # extra infotext fields (scripts, extensions)
+
+    def validate(self) -> "GenerationRequest":
+        """Checks what can be checked without a model; raises UserError with the reason."""
+        if self.width % 8 or self.height % 8:
+            raise UserError("size_not_multiple_of_8", width=self.width, height=self.height)
+        if not (MIN_SIZE <= self.width <= MAX_SIZE and MIN_SIZE <= self.height <= MAX_SIZE):
+            raise UserError("size_out_of_range", low=MIN_SIZE, high=MAX_SIZE, width=self.width, height=self.height)
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise UserError("steps_out_of_range", high=MAX_STEPS, steps=self.steps)
+        if not (1 <= self.batch_size <= MAX_BATCH_SIZE and 1 <= self.n_iter <= MAX_BATCH_COUNT):
+            raise UserError("batch_out_of_range", high_size=MAX_BATCH_SIZE, high_count=MAX_BATCH_COUNT)
+        if not 0 <= self.cfg_scale <= 100:
+            raise UserError("cfg_out_of_range", cfg=self.cfg_scale)
+        return self
+
+    @property
+    def image_count(self) -> int:
+        return self.batch_size * self.n_iter
+
+    def copy(self, **changes) -> "GenerationRequest":
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerationRequest":
+        """Known keys are taken, unknown keys are ignored (as A1111's API does)."""
+        names = cls.field_names()
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class GeneratedImage:
+    image: Any            # PIL.Image
+    seed: int
+    subseed: int
+    prompt: str
+    negative_prompt: str
+    infotext: str
+    path: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    request: GenerationRequest
+    images: list[GeneratedImage]
+    grid: Any = None          # PIL.Image when a grid was made
+    grid_path: str | None = None
+    interrupted: bool = False
+
+    @property
+    def infotexts(self) -> list[str]:
+        return [item.infotext for item in self.images]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [item.seed for item in self.images]

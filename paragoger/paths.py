@@ -1,0 +1,67 @@
+"""Where things live on disk, with AUTOMATIC1111's folder names so an existing install can be pointed at."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS_DIR = PROJECT_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder the app reads or writes. Built once from the launch flags and handed down."""
+
+    data_dir: Path
+    models_dir: Path
+    checkpoint_dirs: tuple[Path, ...]
+    vae_dirs: tuple[Path, ...]
+    lora_dirs: tuple[Path, ...]
+    embeddings_dirs: tuple[Path, ...]
+    esrgan_dir: Path
+    extensions_dirs: tuple[Path, ...]
+    outputs_dir: Path
+    config_file: Path
+    styles_file: Path
+    hash_cache_file: Path
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, *, data_dir: Path | None = None, models_dir: Path | None = None,
+              ckpt_dirs: list[Path] = (), vae_dirs: list[Path] = (), lora_dirs: list[Path] = (),
+              embeddings_dirs: list[Path] = (), extensions_dirs: list[Path] = (),
+              outputs_dir: Path | None = None) -> "Paths":
+        """A1111's layout under ``data_dir``; each ``--*-dir`` flag adds a folder searched before the default."""
+        data = Path(data_dir or PROJECT_ROOT).resolve()
+        models = Path(models_dir or data / "models").resolve()
+
+        def folders(extra, default):
+            return tuple(dict.fromkeys([*(Path(p).resolve() for p in extra), default]))
+
+        return cls(
+            data_dir=data,
+            models_dir=models,
+            checkpoint_dirs=folders(ckpt_dirs, models / "Stable-diffusion"),
+            vae_dirs=folders(vae_dirs, models / "VAE"),
+            lora_dirs=folders(lora_dirs, models / "Lora"),
+            embeddings_dirs=folders(embeddings_dirs, data / "embeddings"),
+            esrgan_dir=models / "ESRGAN",
+            extensions_dirs=folders(extensions_dirs, data / "extensions"),
+            outputs_dir=Path(outputs_dir or data / "outputs").resolve(),
+            config_file=data / "config.json",
+            styles_file=data / "styles.csv",
+            hash_cache_file=data / "cache.json",
+        )
+
+    def default_checkpoint_dir(self) -> Path:
+        """Where a new user is told to put a checkpoint (the last entry: the data dir's own folder)."""
+        return self.checkpoint_dirs[-1]
+
+    def output_dir_for(self, kind: str) -> Path:
+        """``txt2img-images``, ``txt2img-grids``, ``img2img-images``, ``extras-images`` ... under outputs."""
+        return self.outputs_dir / kind
+
+    def ensure(self) -> None:
+        for folder in (*self.checkpoint_dirs[-1:], *self.vae_dirs[-1:], *self.lora_dirs[-1:],
+                       *self.embeddings_dirs[-1:], self.outputs_dir):
+            folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,132 @@
+"""The page: a top bar (checkpoint and VAE), one tab per task, and a Settings tab. Widgets and calls only."""
+from __future__ import annotations
+
+import gradio as gr
+
+from paragoger import messages
+from paragoger.errors import UserError
+from paragoger.settings import OPTION_SPECS
+from paragoger.ui import widgets
+from paragoger.ui.labels import label, reset_table, use_table
+from paragoger.ui.tabs import txt2img
+
+TITLE = "Paragoger SD"
+
+
+def _checkpoint_choices(context) -> list[str]:
+    return [info.title for info in context.library.checkpoints()]
+
+
+def _selected_checkpoint(context) -> str | None:
+    current = context.cache.current
+    if current is not None:
+        return current.info.title
+    choices = _checkpoint_choices(context)
+    wanted = context.settings["sd_model_checkpoint"]
+    return wanted if wanted in choices else (choices[0] if choices else None)
+
+
+def _no_checkpoint_html(context) -> str:
+    if _checkpoint_choices(context):
+        return ""
+    text = messages.render("no_checkpoint", folder=context.paths.default_checkpoint_dir())
+    return f'<div class="paragoger-notice">{text}</div>'
+
+
+def build_top_bar(context) -> None:
+    with gr.Row(elem_id="quicksettings"):
+        checkpoint = gr.Dropdown(_checkpoint_choices(context), value=_selected_checkpoint(context),
+                                 label=label("Stable Diffusion checkpoint"), elem_id="setting_sd_model_checkpoint",
+                                 scale=4)
+        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        vae = gr.Dropdown(["Automatic", "None", *context.library.vaes()], value=context.settings["sd_vae"],
+                          label=label("SD VAE"), elem_id="setting_sd_vae", scale=2)
+        create_test = gr.Button(label("Create tiny test model"), elem_id="create_test_model", scale=0,
+                                visible=not _checkpoint_choices(context))
+    status = gr.HTML(_no_checkpoint_html(context), elem_id="model_status")
+
+    def select(title, vae_name):
+        if not title:
+            return gr.update(), _no_checkpoint_html(context)
+        try:
+            context.settings.update({"sd_vae": vae_name or "Automatic"})
+            components = context.select_checkpoint(title, vae_name)
+        except UserError as err:
+            current = context.cache.current
+            return gr.update(value=current.info.title if current else None), widgets.error_html(str(err))
+        return gr.update(value=components.info.title), ""
+
+    def refresh_lists():
+        context.library.refresh()
+        choices = _checkpoint_choices(context)
+        return (gr.update(choices=choices, value=_selected_checkpoint(context)),
+                gr.update(choices=["Automatic", "None", *context.library.vaes()]),
+                _no_checkpoint_html(context), gr.update(visible=not choices))
+
+    def create_test_model():
+        context.create_test_model()
+        return refresh_lists()
+
+    checkpoint.input(select, inputs=[checkpoint, vae], outputs=[checkpoint, status], api_visibility="private")
+    vae.input(select, inputs=[checkpoint, vae], outputs=[checkpoint, status], api_visibility="private")
+    refresh.click(refresh_lists, outputs=[checkpoint, vae, status, create_test], api_visibility="private")
+    create_test.click(create_test_model, outputs=[checkpoint, vae, status, create_test], api_visibility="private")
+
+
+def build_settings_tab(context) -> None:
+    widgets_by_key = {}
+    sections: dict[str, list] = {}
+    for spec in OPTION_SPECS:
+        if spec.key in ("sd_model_checkpoint", "sd_vae"):
+            continue  # chosen in the top bar
+        sections.setdefault(spec.section, []).append(spec)
+    with gr.Column():
+        apply = gr.Button(label("Apply settings"), variant="primary", elem_id="settings_submit")
+        result = gr.HTML(elem_id="settings_result")
+        for section, specs in sections.items():
+            with gr.Accordion(label(section.capitalize()), open=True):
+                for spec in specs:
+                    value = context.settings[spec.key]
+                    common = {"label": label(spec.label), "value": value, "elem_id": f"setting_{spec.key}"}
+                    if isinstance(spec.default, bool):
+                        widget = gr.Checkbox(**common)
+                    elif spec.choices:
+                        widget = gr.Dropdown(list(spec.choices), **common)
+                    elif isinstance(spec.default, (int, float)):
+                        widget = gr.Number(precision=0 if isinstance(spec.default, int) else None, **common)
+                    else:
+                        widget = gr.Textbox(**common)
+                    widgets_by_key[spec.key] = widget
+    keys = list(widgets_by_key)
+
+    def save(*values):
+        try:
+            context.apply_options(dict(zip(keys, values)))
+        except UserError as err:
+            return widgets.error_html(str(err))
+        return label("Settings saved.")
+
+    apply.click(save, inputs=list(widgets_by_key.values()), outputs=result, api_visibility="private")
+
+
+def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Blocks:
+    token = use_table(translations or {})
+    try:
+        with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+            build_top_bar(context)
+            with gr.Tabs(elem_id="tabs"):
+                with gr.Tab(label("txt2img"), id="txt2img", elem_id="tab_txt2img"):
+                    txt2img.build(context, context.settings)
+                with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
+                    build_settings_tab(context)
+        return demo
+    finally:
+        reset_table(token)
+
+
+def mount_ui(app, context):
+    """Mount the page at "/" of ``app`` (after the API routes, which a mount at "/" would otherwise shadow)."""
+    demo = build_ui(context)
+    demo.queue(default_concurrency_limit=1)
+    return gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
+                               css=widgets.CSS, footer_links=["api"])

@@ -1,0 +1,87 @@
+"""Widget groups every generation tab shares (A1111's element ids, prefixed by the tab), and the progress view.
+
+This module only builds widgets and formats what the core reports; it holds no generation logic.
+"""
+from __future__ import annotations
+
+import html
+import random
+from dataclasses import dataclass
+
+import gradio as gr
+
+from paragoger import messages
+from paragoger.ui.labels import label
+
+
+@dataclass
+class SeedWidgets:
+    seed: gr.Number
+    random_seed: gr.Button
+    reuse_seed: gr.Button
+    subseed: gr.Number
+    subseed_strength: gr.Slider
+    seed_resize_from_w: gr.Slider
+    seed_resize_from_h: gr.Slider
+
+
+def seed_widgets(tab: str) -> SeedWidgets:
+    with gr.Row(elem_id=f"{tab}_seed_row"):
+        seed = gr.Number(label=label("Seed"), value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
+        random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
+        reuse_seed = gr.Button("♻", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
+    with gr.Accordion(label("Variation seed"), open=False, elem_id=f"{tab}_subseed_accordion"):
+        with gr.Row():
+            subseed = gr.Number(label=label("Variation seed"), value=-1, precision=0, elem_id=f"{tab}_subseed")
+            subseed_strength = gr.Slider(label=label("Variation strength"), minimum=0, maximum=1, step=0.01,
+                                         value=0, elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            resize_w = gr.Slider(label=label("Resize seed from width"), minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{tab}_seed_resize_from_w")
+            resize_h = gr.Slider(label=label("Resize seed from height"), minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{tab}_seed_resize_from_h")
+    random_seed.click(fn=lambda: -1, outputs=seed, show_progress="hidden")
+    return SeedWidgets(seed, random_seed, reuse_seed, subseed, subseed_strength, resize_w, resize_h)
+
+
+def random_seed_value() -> int:
+    return random.randrange(2**32)
+
+
+def progress_html(status: dict | None, *, position: int | None = None) -> str:
+    """The progress bar: queue position while waiting, then step, ETA and a bar while sampling."""
+    if position is not None and position > 0:
+        text = messages.render("progress_queued", position=position)
+        return f'<div class="paragoger-progress" data-state="queued"><span>{html.escape(text)}</span></div>'
+    if not status:
+        return ""
+    state = status.get("state", {})
+    percent = int(round(100 * status.get("progress", 0.0)))
+    parts = [messages.render("progress_step", step=state.get("sampling_step", 0),
+                             total=state.get("sampling_steps", 0))]
+    if state.get("job_count", 1) > 1:
+        parts.insert(0, f"{state.get('job_no', 0) + 1}/{state.get('job_count', 1)}")
+    if status.get("eta_relative"):
+        parts.append(messages.render("progress_eta", eta=f"{status['eta_relative']:.0f}s"))
+    text = html.escape(" · ".join(parts))
+    return (f'<div class="paragoger-progress" data-state="running" data-percent="{percent}">'
+            f'<div class="paragoger-progress-bar" style="width:{percent}%"></div><span>{text}</span></div>')
+
+
+def error_html(message: str) -> str:
+    return f'<div class="paragoger-error" role="alert">{html.escape(message)}</div>'
+
+
+def infotext_html(infotext: str) -> str:
+    return f'<div class="paragoger-infotext"><p>{html.escape(infotext).replace(chr(10), "<br>")}</p></div>'
+
+
+CSS = """
+.paragoger-progress { position: relative; height: 1.8em; border-radius: 6px; background: var(--block-background-fill);
+  border: 1px solid var(--border-color-primary); overflow: hidden; }
+.paragoger-progress-bar { position: absolute; left: 0; top: 0; bottom: 0; background: var(--color-accent-soft); }
+.paragoger-progress span { position: relative; padding: 0 .6em; line-height: 1.8em; }
+.paragoger-error { color: var(--error-text-color); background: var(--error-background-fill);
+  border: 1px solid var(--error-border-color); border-radius: 6px; padding: .5em .8em; }
+.paragoger-infotext p { font-family: var(--font-mono); font-size: 0.85em; white-space: normal; word-break: break-word; }
+"""

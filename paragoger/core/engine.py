@@ -123,16 +123,19 @@ class Engine:
                          seeds=seeding.batch_seeds(first_seed + offset, request.batch_size),
                          subseeds=seeding.batch_seeds(first_subseed + offset, request.batch_size))
 
-    def _initial_noise(self, request, components: Components, batch: _Batch, settings) -> torch.Tensor:
+    def _latent_shape(self, request, components: Components) -> tuple[int, int, int]:
         factor = components.vae_scale_factor
-        shape = (components.latent_channels, request.height // factor, request.width // factor)
+        return (components.latent_channels, request.height // factor, request.width // factor)
+
+    def _initial_noise(self, request, components: Components, batch: _Batch, settings) -> torch.Tensor:
         resize_from = None
         if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
-            resize_from = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
+            resize_from = (request.seed_resize_from_h, request.seed_resize_from_w)
         return seeding.make_noise(
-            shape, batch.seeds, subseeds=batch.subseeds, subseed_strength=request.subseed_strength,
-            seed_resize_from=resize_from, device=self.cache.device.device, dtype=self.cache.device.dtype,
-            source=settings["randn_source"].lower())
+            self._latent_shape(request, components), batch.seeds, subseeds=batch.subseeds,
+            subseed_strength=request.subseed_strength, seed_resize_from=resize_from,
+            latent_scale=components.vae_scale_factor, device=self.cache.device.device,
+            dtype=self.cache.device.dtype, source=settings["randn_source"].lower())
 
     # 4. Denoising ----------------------------------------------------------------------------------------------
     def _sample(self, request, components, encoder, prompt, negative, batch, sampler, schedule, settings,
@@ -143,7 +146,7 @@ class Engine:
         cond, uncond = self._conditioning(encoder, prompt, negative, len(batch.seeds))
         noise = self._initial_noise(request, components, batch, settings)
         latents = noise * scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(scheduler, batch, settings)
+        step_kwargs = self._step_kwargs(scheduler, request, components, batch, settings)
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
         hooks = (self._progress_hook(job, components, settings),)
         with torch.inference_mode():
@@ -151,12 +154,14 @@ class Engine:
                            cfg_scale=request.cfg_scale, steps=request.steps, step_kwargs=step_kwargs,
                            added_time_ids=added_time_ids, hooks=hooks)
 
-    def _step_kwargs(self, scheduler, batch: _Batch, settings) -> dict:
+    def _step_kwargs(self, scheduler, request, components: Components, batch: _Batch, settings) -> dict:
         """``generator`` for samplers that add noise each step, ``eta`` for DDIM (as diffusers passes them)."""
         accepted = set(inspect.signature(scheduler.step).parameters)
         kwargs = {}
         if "generator" in accepted:
-            kwargs["generator"] = seeding.step_generators(batch.seeds, self.cache.device.device)
+            kwargs["generator"] = seeding.step_generators(
+                batch.seeds, self._latent_shape(request, components), source=settings["randn_source"].lower(),
+                device=self.cache.device.device)
         if "eta" in accepted:
             kwargs["eta"] = settings["eta_ddim"]
         return kwargs

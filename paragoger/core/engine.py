@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import datetime as _dt
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +206,7 @@ class Engine:
     def _save_image(self, request: GenerationRequest, item: GeneratedImage, settings) -> None:
         if not (request.save_images and settings["samples_save"]):
             return
-        outdir = self._output_dir(settings, "outdir_txt2img_samples") / _today()
+        outdir = self._output_dir(settings, "outdir_txt2img_samples")
         item.path = str(saving.save_image(item.image, item.infotext, outdir=outdir, seed=item.seed,
                                           extension=settings["samples_format"],
                                           jpeg_quality=settings["jpeg_quality"]))
@@ -217,12 +216,8 @@ class Engine:
             return
         result.grid = grids.make_grid([item.image for item in result.images])
         if request.save_images and settings["grid_save"] and not request.do_not_save_grid:
-            outdir = self._output_dir(settings, "outdir_txt2img_grids") / _today()
+            outdir = self._output_dir(settings, "outdir_txt2img_grids")
             result.grid_path = str(saving.save_grid(result.grid, result.images[0].infotext, outdir=outdir,
                                                     extension=settings["grid_format"],
                                                     jpeg_quality=settings["jpeg_quality"]))
-
-
-def _today() -> str:
-    return _dt.date.today().isoformat()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from paragoger import __version__
+from paragoger.imaging.infotext import ordered_params
 
 
 def _number(value: float) -> float | int:
@@ -36,4 +37,4 @@ def generation_parameters(request, *, seed: int, subseed: int, components, sampl
     params.update(extra or {})
     params.update(request.extra_params)
     params["Version"] = f"Paragoger-{__version__}"
-    return {key: value for key, value in params.items() if value is not None}
+    return ordered_params({key: value for key, value in params.items() if value is not None})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paragoger.prompts import parse_attention
+from paragoger.prompts.attention import parse_attention
 
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20

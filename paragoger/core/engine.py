@@ -25,6 +25,7 @@ from paragoger.imaging import grid as grids
 from paragoger.imaging import infotext as infotexts
 from paragoger.imaging import preview as previews
 from paragoger.imaging import saving
+from paragoger.errors import UserError
 from paragoger.model_manager.components import Components
 
 
@@ -140,12 +141,17 @@ class Engine:
     def _sample(self, request, components, encoder, prompt, negative, batch, sampler, schedule, settings,
                 job: Job) -> torch.Tensor:
         device = self.cache.device.device
-        scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config)
-        scheduler.set_timesteps(request.steps, device=device)
+        scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
+                                                   noise_seeds=batch.seeds)
+        try:
+            scheduler.set_timesteps(request.steps, device=device)
+        except ValueError as err:  # e.g. LCM refuses more steps than it was distilled for
+            raise UserError("sampler_config_invalid", sampler=sampler.name, schedule=schedule.label,
+                            reason=str(err)) from err
         cond, uncond = self._conditioning(encoder, prompt, negative, len(batch.seeds))
         noise = self._initial_noise(request, components, batch, settings)
         latents = noise * scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(scheduler, request, components, batch, settings)
+        step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings)
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
         hooks = (self._progress_hook(job, components, settings),)
         with torch.inference_mode():
@@ -153,15 +159,15 @@ class Engine:
                            cfg_scale=request.cfg_scale, steps=request.steps, step_kwargs=step_kwargs,
                            added_time_ids=added_time_ids, hooks=hooks)
 
-    def _step_kwargs(self, scheduler, request, components: Components, batch: _Batch, settings) -> dict:
-        """``generator`` for samplers that add noise each step, ``eta`` for DDIM (as diffusers passes them)."""
-        accepted = set(inspect.signature(scheduler.step).parameters)
-        kwargs = {}
-        if "generator" in accepted:
-            kwargs["generator"] = seeding.step_generators(
+    def _step_kwargs(self, sampler, scheduler, request, components: Components, batch: _Batch, settings) -> dict:
+        """Per-image generators for samplers that add noise each step, and ``eta`` for DDIM."""
+        generators = None
+        if sampler.needs_generator:
+            generators = seeding.step_generators(
                 batch.seeds, self._latent_shape(request, components), source=settings["randn_source"].lower(),
                 device=self.cache.device.device)
-        if "eta" in accepted:
+        kwargs = sampler.step_kwargs(generators)
+        if "eta" in inspect.signature(scheduler.step).parameters:
             kwargs["eta"] = settings["eta_ddim"]
         return kwargs
 

@@ -62,8 +62,9 @@ class ModelCache:
             # only dropped once the new one has loaded (a corrupt file must leave it in place).
             while len(self._loaded) > self.limit - 1 and len(self._loaded) > 1:
                 self._drop(next(iter(self._loaded)))
-            components = self._loader(info, device=self.device.device, dtype=self.device.dtype,
-                                      vae_dtype=self.device.vae_dtype, vae_path=vae_path)
+            components = self._loader(info, device=self.device.device, dtype=self.device.dtype, vae_path=vae_path)
+            if components.vae.dtype != self.device.vae_dtype:  # --no-half-vae, or fp32 VAE beside a bf16 UNet
+                components.vae.to(self.device.vae_dtype)
             while len(self._loaded) >= self.limit:
                 self._drop(next(iter(self._loaded)))
             self._loaded[key] = components

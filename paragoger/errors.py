@@ -9,10 +9,10 @@ class UserError(Exception):
 
     status = 400
 
-    def __init__(self, key: str, **params):
-        self.key = key
+    def __init__(self, message_id: str, /, **params):
+        self.key = message_id
         self.params = params
-        super().__init__(messages.render(key, **params))
+        super().__init__(messages.render(message_id, **params))
 
     def render(self, catalogue: dict[str, str] | None = None) -> str:
         return messages.render(self.key, catalogue, **self.params)

@@ -40,12 +40,19 @@ ENGLISH: dict[str, str] = {
     "progress_loading": "Loading {name}…",
     "progress_done": "Done",
     "progress_interrupted": "Interrupted",
+    # models (model_manager)
+    "checkpoint_incomplete": "Checkpoint '{name}' could not be loaded: its {part} weights do not fit the model "
+                             "({detail}). The file may be damaged or of an unsupported kind.",
+    "checkpoint_missing_vae": "Checkpoint '{name}' has no VAE weights. Choose a VAE for it, or put "
+                              "'{stem}.vae.safetensors' beside it.",
+    "vae_unknown_architecture": "'{name}' is not a VAE this app can read.",
+    "hash_lookup_failed": "Could not compute the hash of '{name}': {reason}.",
 }
 
 
-def render(key: str, catalogue: dict[str, str] | None = None, **params) -> str:
-    """The sentence for ``key`` in the given catalogue (falling back to English), filled with ``params``."""
-    template = (catalogue or {}).get(key) or ENGLISH.get(key, key)
+def render(message_id: str, catalogue: dict[str, str] | None = None, /, **params) -> str:
+    """The sentence for ``message_id`` in the given catalogue (falling back to English), filled with ``params``."""
+    template = (catalogue or {}).get(message_id) or ENGLISH.get(message_id, message_id)
     try:
         return template.format(**params)
     except (KeyError, IndexError):

@@ -1,0 +1,152 @@
+"""The benchmark command: this app's core against plain diffusers, same model, same request, one process.
+
+    python -m paragoger.bench                 # a tiny SD 1.x model made on the spot (quick check)
+    python -m paragoger.bench --full-size     # an SD 1.5-sized model with random weights (~2 GB file)
+    python -m paragoger.bench --checkpoint models/Stable-diffusion/x.safetensors
+
+Both sides use the very same module objects (diffusers' pipeline is built from our loaded components), so only
+the loop, conditioning and bookkeeping differ. Seconds per step are medians of per-step wall times, taken in
+alternating rounds so that a noisy neighbour on the machine hurts both sides alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _model_file(args, workdir: Path) -> Path:
+    from paragoger.model_manager import fixtures
+
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    if args.full_size:
+        return fixtures.write_full_size_sd15(workdir / "full-size-sd15.safetensors")
+    return fixtures.write_tiny_checkpoint(workdir / "tiny-sd1.safetensors", kind="sd1")
+
+
+def _per_step_times(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def run(args) -> dict:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from paragoger.core.devices import choose_device
+    from paragoger.core.engine import Engine
+    from paragoger.core.jobs import Job
+    from paragoger.core.request import GenerationRequest
+    from paragoger.model_manager.cache import ModelCache
+    from paragoger.model_manager.library import ModelLibrary
+    from paragoger.model_manager.loader import load_checkpoint
+    from paragoger.paths import Paths
+    from paragoger.samplers import default_sampler_registry
+    from paragoger.settings import Settings
+
+    torch.set_grad_enabled(False)
+    workdir = Path(tempfile.mkdtemp(prefix="paragoger-bench-"))
+    model_path = _model_file(args, workdir)
+    paths = Paths.build(data_dir=workdir, ckpt_dirs=[model_path.parent])
+    device = choose_device(args.device, precision=args.precision)
+    library = ModelLibrary(paths)
+    cache = ModelCache(load_checkpoint, device)
+    settings = Settings({"live_previews_enable": args.previews, "samples_save": False, "grid_save": False})
+    engine = Engine(library=library, cache=cache, samplers=default_sampler_registry(), settings=settings,
+                    paths=paths)
+
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    components = engine.load_model(str(model_path.name), None, settings)
+    load_seconds = time.perf_counter() - started
+    rss_after_load = peak_rss_mb()
+
+    request = GenerationRequest(prompt="a lighthouse on a cliff at dusk, oil painting", negative_prompt="blurry",
+                                sampler_name="Euler", steps=args.steps, width=args.size, height=args.size,
+                                seed=1, save_images=False)
+    pipe = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoder,
+                                   tokenizer=components.tokenizer, unet=components.unet, scheduler=None,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+    def ours() -> list[float]:
+        stamps: list[float] = []
+
+        class TimedJob(Job):
+            def set_step(self, step, preview=None):
+                stamps.append(time.perf_counter())
+                super().set_step(step, preview)
+
+        stamps.append(time.perf_counter())
+        engine.generate(request, TimedJob(request=request))
+        return _per_step_times(stamps)
+
+    def plain() -> list[float]:
+        stamps: list[float] = [time.perf_counter()]
+        pipe.scheduler = engine.samplers.create_scheduler("Euler", "Automatic", components.scheduler_config)
+
+        def on_step(_pipe, _i, _t, kwargs):
+            stamps.append(time.perf_counter())
+            return kwargs
+
+        pipe(request.prompt, negative_prompt=request.negative_prompt, num_inference_steps=args.steps,
+             width=args.size, height=args.size, guidance_scale=request.cfg_scale,
+             generator=torch.Generator("cpu").manual_seed(1), callback_on_step_end=on_step)
+        return _per_step_times(stamps)
+
+    ours_steps, plain_steps = [], []
+    for _ in range(args.rounds):
+        plain_steps += plain()[1:]  # the first step includes prompt encoding and set-up on both sides
+        ours_steps += ours()[1:]
+    ours_median, plain_median = statistics.median(ours_steps), statistics.median(plain_steps)
+    return {
+        "model": str(model_path.name), "device": device.label, "size": args.size, "steps": args.steps,
+        "rounds": args.rounds,
+        "seconds_per_step_paragoger": round(ours_median, 4),
+        "seconds_per_step_diffusers": round(plain_median, 4),
+        "ratio_paragoger_over_diffusers": round(ours_median / plain_median, 4),
+        "load_seconds": round(load_seconds, 2),
+        "peak_rss_mb_before_load": round(rss_before), "peak_rss_mb_after_load": round(rss_after_load),
+        "peak_rss_mb_after_generation": round(peak_rss_mb()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m paragoger.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--full-size", action="store_true", help="SD 1.5-sized random weights instead of tiny")
+    parser.add_argument("--checkpoint", help="a real checkpoint file to measure with")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None, help="width and height in pixels")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--precision", default="autocast", choices=["autocast", "full", "half", "bf16"])
+    parser.add_argument("--previews", action="store_true", help="include live previews in our timing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    big = args.full_size or args.checkpoint
+    args.steps = args.steps or (6 if big else 20)
+    args.size = args.size or (256 if big else 64)
+    report = run(args)
+    if args.json:
+        print(json.dumps(report))
+        return
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The one queue that UI and API requests share: order, positions, interrupt, cancel, errors, a full queue."""
+import threading
+
+import pytest
+
+from paragoger.core.jobs import CANCELLED, DONE, FAILED, JobQueue
+from paragoger.errors import QueueFullError, UserError
+
+
+def test_jobs_run_one_at_a_time_in_arrival_order():
+    order, running, overlap = [], [0], []
+    lock = threading.Lock()
+
+    def runner(job):
+        with lock:
+            running[0] += 1
+            overlap.append(running[0])
+        order.append(job.request)
+        with lock:
+            running[0] -= 1
+        return job.request * 2
+
+    queue = JobQueue(runner)
+    jobs = [queue.submit(i) for i in range(10)]
+    for job in jobs:
+        assert job.wait(10)
+    assert order == list(range(10))
+    assert max(overlap) == 1
+    assert [job.result for job in jobs] == [i * 2 for i in range(10)]
+    assert all(job.state == DONE for job in jobs)
+
+
+def test_waiting_jobs_report_their_position_and_can_be_cancelled():
+    release = threading.Event()
+    queue = JobQueue(lambda job: release.wait(10))
+    first = queue.submit("first")
+    while queue.current is not first:
+        pass
+    second, third = queue.submit("second"), queue.submit("third")
+    assert (queue.position(first), queue.position(second), queue.position(third)) == (0, 1, 2)
+    queue.cancel(second)
+    assert second.state == CANCELLED and queue.position(third) == 1
+    release.set()
+    assert third.wait(10) and third.state == DONE
+
+
+def test_interrupt_reaches_only_the_running_job():
+    started = threading.Event()
+
+    def runner(job):
+        started.set()
+        while not job.interrupted:
+            pass
+        return "stopped"
+
+    queue = JobQueue(runner)
+    running = queue.submit(1)
+    started.wait(5)
+    waiting = queue.submit(2)
+    queue.cancel(running)
+    assert running.wait(5) and running.result == "stopped"
+    assert not waiting.interrupted
+
+
+def test_a_failing_job_reports_its_error_and_the_worker_goes_on():
+    def runner(job):
+        if job.request == "bad":
+            raise UserError("size_not_multiple_of_8", width=1, height=1)
+        if job.request == "crash":
+            raise RuntimeError("boom")
+        return "ok"
+
+    queue = JobQueue(runner)
+    bad, crash, good = queue.submit("bad"), queue.submit("crash"), queue.submit("good")
+    for job in (bad, crash, good):
+        job.wait(5)
+    assert bad.state == FAILED and "multiples of 8" in str(bad.error)
+    assert crash.state == FAILED and "boom" in crash.error_trace
+    assert good.state == DONE
+
+
+def test_a_full_queue_refuses_with_queue_full():
+    release = threading.Event()
+    queue = JobQueue(lambda job: release.wait(10), max_waiting=2)
+    first = queue.submit(0)
+    while queue.current is not first:
+        pass
+    queue.submit(1)
+    queue.submit(2)
+    with pytest.raises(QueueFullError) as err:
+        queue.submit(3)
+    assert err.value.status == 429
+    release.set()

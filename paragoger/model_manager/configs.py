@@ -46,20 +46,22 @@ def model_config(folder: Path, subfolder: str) -> dict:
     return read_json(Path(folder) / subfolder / name)
 
 
-def _clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    vocab = read_json(CLIP_VOCAB_FOLDER / "vocab.json")
-    lines = (CLIP_VOCAB_FOLDER / "merges.txt").read_text(encoding="utf-8").splitlines()
+def _clip_vocabulary(folder: Path = CLIP_VOCAB_FOLDER) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    vocab = read_json(folder / "vocab.json")
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
     merges = [tuple(line.split()) for line in lines[1:] if line]
     return vocab, merges
 
 
-def clip_tokenizer(pad_token: str = "<|endoftext|>", model_max_length: int = 77) -> CLIPTokenizer:
+def clip_tokenizer(pad_token: str = "<|endoftext|>", model_max_length: int = 77,
+                   vocab_folder: Path = CLIP_VOCAB_FOLDER) -> CLIPTokenizer:
     """CLIP's tokenizer with the given pad token (SD 1.x: ``<|endoftext|>``; SD 2.x and SDXL's second: ``!``).
 
     The pad token is set after construction on purpose: passed to the constructor, ``!`` would become an "added
     special token" and every ``!!`` in a prompt would be split into single ``!`` tokens, which CLIP never does.
+    (Hugging Face's own SD 2 tokenizer files have that flaw; tokenizers built here do not.)
     """
-    vocab, merges = _clip_vocabulary()
+    vocab, merges = _clip_vocabulary(Path(vocab_folder))
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
     if pad_token != tokenizer.pad_token:
         tokenizer.pad_token = pad_token
@@ -67,11 +69,18 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>", model_max_length: int = 77)
 
 
 def tokenizer_from_folder(folder: Path) -> CLIPTokenizer:
-    """The tokenizer a ``tokenizer``/``tokenizer_2`` folder describes (only its pad token and length differ)."""
-    settings = read_json(Path(folder) / "tokenizer_config.json")
-    pad = settings.get("pad_token", "<|endoftext|>")
+    """The tokenizer a ``tokenizer``/``tokenizer_2`` folder describes.
+
+    The folder's own vocab.json/merges.txt are used when it has them (a diffusers download), else the project's
+    copy of CLIP's vocabulary; the pad token and length come from its tokenizer_config.json.
+    """
+    folder = Path(folder)
+    settings = read_json(folder / "tokenizer_config.json")
+    pad = settings.get("pad_token") or "<|endoftext|>"
     pad = pad["content"] if isinstance(pad, dict) else pad
-    return clip_tokenizer(pad_token=pad, model_max_length=int(settings.get("model_max_length", 77)))
+    has_vocab = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    return clip_tokenizer(pad_token=pad, model_max_length=int(settings.get("model_max_length") or 77),
+                          vocab_folder=folder if has_vocab else CLIP_VOCAB_FOLDER)
 
 
 def clip_clean_text(text: str) -> str:

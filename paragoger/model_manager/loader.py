@@ -1,0 +1,203 @@
+"""Load a checkpoint (original single file or diffusers folder) into ``Components``, fully offline.
+
+Single files: read once (``state_dict``), detected (``detect``), each model's config derived from the family's
+config in ``configs/`` plus the tensors' shapes (``ldm_config``), converted with diffusers' own functions and
+assigned into meta-device modules (``convert``). A ``<name>.yaml`` beside the file is honoured for what shapes
+cannot say (prediction type, head counts, VAE scale). A VAE override comes from ``vae_path`` or from
+``<name>.vae.safetensors`` (``.vae.pt``, ``.vae.ckpt``) beside the checkpoint, as in AUTOMATIC1111.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+from paragoger.errors import ModelLoadError
+from paragoger.model_manager import configs, convert
+from paragoger.model_manager.components import CheckpointInfo, Components
+from paragoger.model_manager.hashing import sha256_of, short_hash
+from paragoger.model_manager.detect import (
+    EPSILON,
+    V_PREDICTION,
+    VAE_PREFIX,
+    Detection,
+    detect_diffusers_folder,
+    detect_state_dict,
+    is_diffusers_folder,
+    probe_v_prediction,
+)
+from paragoger.model_manager.state_dict import read_state_dict
+from paragoger.model_manager.to_ldm import vae_to_ldm
+
+log = logging.getLogger(__name__)
+
+VAE_SUFFIXES_BESIDE = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
+
+
+def read_yaml_beside(path: Path) -> dict | None:
+    """The original LDM config ``<name>.yaml`` next to a checkpoint, if any (unreadable ones are ignored)."""
+    candidate = Path(path).with_suffix(".yaml")
+    if not candidate.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        log.warning("ignoring %s: %s", candidate, error)
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def vae_beside(path: Path) -> Path | None:
+    """``<name>.vae.safetensors`` (or .vae.pt / .vae.ckpt) next to a checkpoint."""
+    path = Path(path)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for suffix in VAE_SUFFIXES_BESIDE:
+        candidate = path.with_name(stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def scheduler_config_for(folder: Path, prediction_type: str) -> dict:
+    config = configs.model_config(folder, "scheduler")
+    config["prediction_type"] = prediction_type
+    return config
+
+
+def load_checkpoint(info: CheckpointInfo, *, device="cpu", dtype=torch.float32, vae_path: Path | None = None,
+                    vae_beside_checkpoint: bool = True) -> Components:
+    """Every model of a checkpoint on ``device`` in ``dtype``. Raises ModelLoadError with a readable message.
+
+    The VAE is, in order: ``vae_path``; ``<name>.vae.safetensors`` (.pt, .ckpt) beside a single-file checkpoint
+    unless ``vae_beside_checkpoint`` is False (A1111's VAE setting "None"); the checkpoint's own.
+    """
+    device = torch.device(device)
+    path = Path(info.path)
+    diffusers_folder = info.is_diffusers_folder or is_diffusers_folder(path)
+    beside = vae_beside(path) if vae_beside_checkpoint and not diffusers_folder else None
+    override = Path(vae_path) if vae_path else beside
+    if diffusers_folder:
+        components = _load_diffusers_folder(info, device=device, dtype=dtype)
+    else:
+        # The checkpoint's own VAE is not even built when another one replaces it.
+        components = _load_single_file(info, device=device, dtype=dtype, with_vae=override is None)
+    if override is not None:
+        base = configs.model_config(components.extra["config_folder"], "vae")
+        components.vae = load_vae(override, device=device, dtype=dtype, base_config=base)
+        components.vae_name = override.name
+        # The infotext's "VAE hash" (a VAE file is a few hundred MB: hashing it takes a fraction of a second).
+        components.vae_hash = short_hash(sha256_of(override)) if override.is_file() else None
+    return components
+
+
+def _load_single_file(info: CheckpointInfo, *, device, dtype, with_vae: bool) -> Components:
+    path, name = Path(info.path), info.name
+    yaml_config = read_yaml_beside(path)
+    state_dict, metadata = read_state_dict(path, display_name=name)
+    detection = detect_state_dict(state_dict, name=name, yaml_config=yaml_config)
+    prediction = detection.prediction_type or EPSILON
+    folder = configs.config_folder_for(detection.family, detection.variant, prediction)
+
+    unet_base = configs.model_config(folder, "unet")
+    unet_config = convert.unet_config_for(state_dict, unet_base, name=name, yaml_config=yaml_config)
+    unet = convert.build_unet(state_dict, unet_config, device=device, dtype=dtype, name=name)
+    if detection.needs_probe:
+        prediction = V_PREDICTION if probe_v_prediction(unet) else EPSILON
+        detection = replace(detection, prediction_type=prediction)
+        v_folder = configs.config_folder_for(detection.family, detection.variant, prediction)
+        if v_folder != folder:
+            folder = v_folder
+            unet = _rebuild_unet(unet, convert.unet_config_for(
+                state_dict, configs.model_config(folder, "unet"), name=name, yaml_config=yaml_config))
+
+    vae = None
+    if with_vae:
+        if not any(k.startswith(VAE_PREFIX) for k in state_dict):
+            raise ModelLoadError("checkpoint_missing_vae", name=name, stem=path.stem)
+        vae = convert.build_vae(state_dict, configs.model_config(folder, "vae"), device=device, dtype=dtype,
+                                name=name, yaml_config=yaml_config)
+    bases = {sub: configs.model_config(folder, sub) for sub in ("text_encoder", "text_encoder_2")
+             if (folder / sub).is_dir()}
+    text_encoder, text_encoder_2 = convert.build_text_encoders(state_dict, detection.family, bases,
+                                                               device=device, dtype=dtype, name=name)
+    del state_dict
+    return Components(
+        family=detection.family, variant=detection.variant, prediction_type=prediction,
+        unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        tokenizer=configs.tokenizer_from_folder(folder / "tokenizer"),
+        tokenizer_2=configs.tokenizer_from_folder(folder / "tokenizer_2") if text_encoder_2 is not None else None,
+        scheduler_config=scheduler_config_for(folder, prediction), info=info,
+        extra={"detection": detection, "config_folder": folder, "yaml": yaml_config is not None,
+               "metadata": metadata, "is_diffusers": False},
+    )
+
+
+def _rebuild_unet(unet: UNet2DConditionModel, config: dict) -> UNet2DConditionModel:
+    """The same weights under another config (SD 2.x base -> 768 v settings), sharing every tensor."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        rebuilt = UNet2DConditionModel.from_config(config)
+    rebuilt.load_state_dict(unet.state_dict(), strict=True, assign=True)
+    return rebuilt.eval().requires_grad_(False)
+
+
+def _load_diffusers_folder(info: CheckpointInfo, *, device, dtype) -> Components:
+    folder, name = Path(info.path), info.name
+    detection: Detection = detect_diffusers_folder(folder, name=name)
+    options = {"local_files_only": True}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype, **options)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=dtype, **options)
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype, **options)
+        text_encoder_2 = None
+        if detection.family == "sdxl":
+            text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", dtype=dtype,
+                                                                         **options)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError("checkpoint_corrupt", name=name, reason=str(error).splitlines()[0]) from None
+    modules = [m.to(device).eval().requires_grad_(False) for m in (unet, vae, text_encoder)]
+    if text_encoder_2 is not None:
+        text_encoder_2 = text_encoder_2.to(device).eval().requires_grad_(False)
+    family_folder = configs.config_folder_for(detection.family, detection.variant, detection.prediction_type)
+    return Components(
+        family=detection.family, variant=detection.variant, prediction_type=detection.prediction_type,
+        unet=modules[0], vae=modules[1], text_encoder=modules[2], text_encoder_2=text_encoder_2,
+        tokenizer=configs.tokenizer_from_folder(folder / "tokenizer"),
+        tokenizer_2=configs.tokenizer_from_folder(folder / "tokenizer_2") if text_encoder_2 is not None else None,
+        scheduler_config=scheduler_config_for(folder, detection.prediction_type), info=info,
+        extra={"detection": detection, "config_folder": family_folder, "yaml": False, "metadata": {},
+               "is_diffusers": True},
+    )
+
+
+def load_vae(path: Path, *, device="cpu", dtype=torch.float32, base_config: dict | None = None) -> AutoencoderKL:
+    """A VAE from an LDM-format file (``encoder.down.*``, with or without ``first_stage_model.``), a
+    diffusers-format file (``encoder.down_blocks.*``) or a diffusers VAE folder.
+
+    ``base_config`` supplies what shapes cannot tell, chiefly the latent scaling factor (SD 1.x's by default).
+    """
+    path, device = Path(path), torch.device(device)
+    name = path.name
+    base = dict(base_config or configs.model_config(configs.DIFFUSERS_CONFIGS / configs.SD15, "vae"))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError("vae_unknown_architecture", name=name)
+        vae = AutoencoderKL.from_pretrained(path, dtype=dtype, local_files_only=True)
+        return vae.to(device).eval().requires_grad_(False)
+    if not path.is_file():
+        raise ModelLoadError("vae_not_found", name=name)
+    state_dict, _ = read_state_dict(path, display_name=name)
+    if any(k.startswith(VAE_PREFIX) for k in state_dict):
+        state_dict = convert.with_prefix(state_dict, VAE_PREFIX)
+    if any(k.startswith("encoder.down_blocks.") for k in state_dict):
+        levels = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.down_blocks."))
+        state_dict = vae_to_ldm(state_dict, {"block_out_channels": [0] * levels})
+    if "encoder.conv_in.weight" not in state_dict or "post_quant_conv.weight" not in state_dict:
+        raise ModelLoadError("vae_unknown_architecture", name=name)
+    return convert.build_vae(state_dict, base, device=device, dtype=dtype, name=name, prefix="")

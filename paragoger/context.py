@@ -10,10 +10,12 @@ from typing import Any
 
 import psutil
 
+from paragoger import messages
 from paragoger.cli import LaunchOptions
 from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.jobs import Job, JobQueue
+from paragoger.errors import UserError
 from paragoger.imaging.transport import encode_png_base64
 from paragoger.model_manager.cache import ModelCache
 from paragoger.model_manager.library import ModelLibrary
@@ -44,6 +46,29 @@ class AppContext:
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles)
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
+
+    def startup(self) -> None:
+        """What happens once at start: a test model or the default download when asked for and none exists,
+        then the checkpoint from --ckpt, config.json or the first found is loaded (failure is reported, the app
+        still starts)."""
+        if not self.library.checkpoints():
+            if self.options.create_test_model:
+                self.create_test_model()
+            elif self.options.download_default:
+                from paragoger.model_manager.download import download_default_checkpoint
+
+                download_default_checkpoint(self.paths.default_checkpoint_dir())
+                self.library.refresh()
+        if not self.library.checkpoints():
+            print(messages.render("no_checkpoint", folder=self.paths.default_checkpoint_dir()), flush=True)
+            return
+        try:
+            self.select_checkpoint(self.options.ckpt or self.settings["sd_model_checkpoint"] or None)
+        except UserError as err:
+            print(f"{err}", flush=True)
+
+    def create_test_model(self):
+        return self.library.create_test_model("sd1")
 
     # The worker: every job, from the UI or the API, runs here, one at a time. ---------------------------------
     def _run_job(self, job: Job):

@@ -86,3 +86,71 @@ def tiny_checkpoint_dir(tmp_path, tiny_sd1_file):
 # ================================================================================================================
 # end of model_manager block
 # ================================================================================================================
+
+# ================================================================================================================
+# core and app: an AppContext over a temporary data dir holding the tiny SD 1.x checkpoint, and a live server
+# ================================================================================================================
+
+
+@pytest.fixture
+def data_dir(tmp_path, tiny_sd1_file):
+    """A fresh A1111-layout data dir whose models/Stable-diffusion holds a copy of the tiny SD 1.x model."""
+    import shutil
+
+    folder = tmp_path / "data" / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    shutil.copyfile(tiny_sd1_file, folder / "tiny-sd1.safetensors")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def app_context(data_dir):
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+
+    context = AppContext(parse_args(["--data-dir", str(data_dir)], env={}))
+    yield context
+    context.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def serve_app():
+    """Start the real server (uvicorn, API + page) for a context on a free loopback port; returns its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from paragoger.server import build_app
+
+    servers = []
+
+    def start(context) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(build_app(context), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while time.time() < deadline and not server.started:
+            time.sleep(0.05)
+        assert server.started, "server did not start"
+        servers.append((server, thread))
+        return url
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+# ================================================================================================================
+# end of core and app block
+# ================================================================================================================

@@ -154,7 +154,9 @@ class PromptEncoder:
             return encoder(input_ids)[0], None
         out = encoder(input_ids, output_hidden_states=True)
         hidden = out.hidden_states[-self.clip_skip]
-        return encoder.text_model.final_layer_norm(hidden), None
+        # transformers 5 flattened CLIPTextModel (no ``.text_model``); older versions nest it.
+        text_model = getattr(encoder, "text_model", encoder)
+        return text_model.final_layer_norm(hidden), None
 
     def _apply_emphasis(self, hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
         if self.emphasis == "None" or all(w == 1.0 for w in weights):

@@ -77,7 +77,7 @@ class Engine:
             for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
                 params = generation_parameters(
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
-                    schedule=schedule.name, clip_skip=encoder.clip_skip, rng=settings["randn_source"])
+                    schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"])
                 text = infotexts.format_infotext(prompt, negative, params)
                 item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
                                       negative_prompt=negative, infotext=text)

@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 def pytest_configure(config):
     # Slow tests still run by default; `-m "not slow"` skips them for a quick check.
     config.addinivalue_line("markers", "slow: takes more than a few seconds (still part of the default run)")
+    # diffusers 0.42 schedulers call np.array(tensor, copy=False), which numpy 2 warns about on every step.
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
 
 
 # ================================================================================================================

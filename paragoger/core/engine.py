@@ -49,7 +49,9 @@ class Engine:
 
     # 1. Model -------------------------------------------------------------------------------------------------
     def load_model(self, checkpoint: str | None, vae: str | None, settings) -> Components:
-        info = self.library.find_checkpoint(checkpoint or settings["sd_model_checkpoint"] or None)
+        current = self.cache.current
+        wanted = checkpoint or settings["sd_model_checkpoint"] or (current.info.title if current else None)
+        info = self.library.find_checkpoint(wanted)
         vae_path = self.library.find_vae(vae if vae is not None else settings["sd_vae"])
         return self.cache.get(info, vae_path)
 

@@ -15,6 +15,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds (still part of the default run)")
     # diffusers 0.42 schedulers call np.array(tensor, copy=False), which numpy 2 warns about on every step.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+    # gradio 6.31's queue uses pandas options that pandas 3 deprecates; nothing for us to act on.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:gradio")
+    config.addinivalue_line("filterwarnings", "ignore:.*no_silent_downcasting.*")
+    config.addinivalue_line("filterwarnings", "ignore:The copy keyword is deprecated")
 
 
 # ================================================================================================================

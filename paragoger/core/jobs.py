@@ -142,6 +142,11 @@ class JobQueue:
             except ValueError:
                 return -1
 
+    def finished(self) -> list[Job]:
+        """Recently finished jobs, oldest first."""
+        with self._cond:
+            return list(self._finished)
+
     def waiting_count(self) -> int:
         with self._cond:
             return len(self._waiting)

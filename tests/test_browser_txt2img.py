@@ -1,0 +1,79 @@
+"""A person in a browser: open the page, type a prompt, Generate, see the image and its parameters, Interrupt.
+
+Playwright drives Debian's chromium (never Playwright's own browser download)."""
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(app_context, serve_app):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which("chromium") and not shutil.which(CHROMIUM):
+        pytest.fail("Debian's chromium is needed for browser tests: apt-get install chromium")
+    app_context.startup()  # as app.py does: loads the first checkpoint
+    url = serve_app(app_context)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.goto(url + "/")
+        tab.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
+        yield tab
+        browser.close()
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_type_a_prompt_generate_and_see_the_image_and_its_parameters(page, app_context):
+    from playwright.sync_api import expect
+
+    page.fill("#txt2img_prompt textarea", "a lighthouse at dusk")
+    page.fill("#txt2img_neg_prompt textarea", "fog")
+    set_slider(page, "txt2img_steps", 4)
+    set_slider(page, "txt2img_width", 64)
+    set_slider(page, "txt2img_height", 64)
+    page.locator("#txt2img_seed input").fill("42")
+    page.click("#txt2img_generate")
+    info = page.locator("#txt2img_html_info")
+    expect(info).to_contain_text("Seed: 42", timeout=60_000)
+    expect(info).to_contain_text("a lighthouse at dusk")
+    expect(info).to_contain_text("Negative prompt: fog")
+    expect(info).to_contain_text("Steps: 4, Sampler: DPM++ 2M")
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
+    saved = list((app_context.paths.outputs_dir / "txt2img-images").rglob("*-42.png"))
+    assert len(saved) == 1
+
+
+def test_interrupt_stops_a_long_generation_and_keeps_what_was_made(page, app_context):
+    from playwright.sync_api import expect
+
+    page.fill("#txt2img_prompt textarea", "a very long job")
+    set_slider(page, "txt2img_steps", 150)
+    page.click("#txt2img_generate")
+    expect(page.locator("#txt2img_progress")).to_contain_text("Step", timeout=60_000)
+    page.click("#txt2img_interrupt")
+    expect(page.locator("#txt2img_html_info")).to_contain_text("Steps: 150", timeout=60_000)
+    job = app_context.queue.finished()[-1]
+    assert job.interrupted and job.progress.step < 150
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
+
+
+def test_a_corrupt_checkpoint_shows_a_message_and_the_loaded_model_stays(page, app_context):
+    from playwright.sync_api import expect
+
+    (app_context.paths.default_checkpoint_dir() / "broken.safetensors").write_bytes(b"not a model at all")
+    page.click("#refresh_sd_model_checkpoint")
+    page.locator("#setting_sd_model_checkpoint input").click()
+    page.get_by_role("option", name="broken.safetensors").click()
+    expect(page.locator("#model_status")).to_contain_text("Could not read checkpoint", timeout=60_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
+        app_context.cache.current.info.title)
+    assert app_context.cache.current.info.name == "tiny-sd1.safetensors"

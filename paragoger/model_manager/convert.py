@@ -39,6 +39,8 @@ def reading(part: str, name: str):
     """Turn "this key or shape is not there" while reading ``part`` into a message a user can act on."""
     try:
         yield
+    except torch.OutOfMemoryError:
+        raise  # not the file's fault; the app reports it as such
     except (KeyError, StopIteration, IndexError, ValueError, RuntimeError) as error:
         detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         raise ModelLoadError("checkpoint_incomplete", name=name, part=part, detail=detail[:200]) from None

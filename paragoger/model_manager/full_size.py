@@ -1,10 +1,11 @@
 """Full-size checkpoints for tests: real layouts and sizes, random values, made fast and without much memory.
 
 ``sdxl_full_size_state_dict_on_meta()``: every key and shape of a real SDXL base file as meta tensors (no memory).
-``write_full_size_sd15(path)``: a ~2 GB SD 1.5 single file with random fp16 weights. Generating a billion normal
-samples would take minutes on two cores, so values are drawn once into a pool of about a million numbers and each
-tensor reads the pool cyclically from its own offset, scaled like the tiny fixtures (matrices ~ N(0, 1/fan_in),
-norm scales ~ 1, biases ~ 0). The file is streamed tensor by tensor: memory stays near the largest tensor.
+``write_full_size_sd15(path)``: a ~2 GB SD 1.5 single file with random fp16 weights, written in about the time
+the disk needs. Generating a billion normal samples would take minutes on two cores, so values are drawn once
+into a pool of about a million numbers and each tensor reads the pool cyclically from where the previous one
+stopped, scaled like the tiny fixtures (matrices ~ N(0, 1/fan_in), norm scales ~ 1, biases ~ 0). The file is
+streamed: memory stays at a few pool copies.
 """
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ def _scale_for(key: str, shape: torch.Size) -> tuple[float, float]:
     return 1.0, 0.02
 
 
-def write_safetensors_streaming(path: Path, layout: dict[str, torch.Tensor], make, *, dtype: torch.dtype,
+def write_safetensors_streaming(path: Path, layout: dict[str, torch.Tensor], chunks, *, dtype: torch.dtype,
                                 metadata: dict[str, str] | None = None) -> Path:
-    """Write a safetensors file one tensor at a time; ``make(key, shape)`` returns each tensor (any float dtype).
+    """Write a safetensors file piece by piece: ``chunks(key, shape)`` yields each tensor's values in order, as
+    flat tensors of ``dtype`` whose lengths add up to the tensor's size.
 
     Format: 8-byte little-endian header length, a JSON header with each tensor's dtype, shape and byte range
     (padded with spaces to a multiple of 8), then the tensors' bytes in that order.
@@ -86,24 +88,34 @@ def write_safetensors_streaming(path: Path, layout: dict[str, torch.Tensor], mak
         out.write(struct.pack("<Q", len(encoded)))
         out.write(encoded)
         for key in keys:
-            tensor = make(key, layout[key].shape).to(dtype).contiguous()
-            out.write(tensor.reshape(-1).view(torch.uint8).numpy())
+            written = 0
+            for chunk in chunks(key, layout[key].shape):
+                out.write(chunk.to(dtype).contiguous().view(torch.uint8).numpy())
+                written += chunk.numel()
+            if written != math.prod(layout[key].shape):
+                raise ValueError(f"{key}: {written} values for shape {tuple(layout[key].shape)}")
     return path
 
 
 def write_full_size_sd15(path: Path, dtype: torch.dtype = torch.float16, seed: int = 0) -> Path:
-    """A real-size SD 1.5 single file (about 2.1 GB in fp16) with random weights; deterministic per seed."""
+    """A real-size SD 1.5 single file (about 2.1 GB in fp16) with random weights; deterministic per seed.
+
+    Each distinct (mean, std) gets its own scaled copy of the pool, so writing is copying pool slices to disk.
+    """
     pool = torch.randn(_POOL_SIZE, generator=torch.Generator().manual_seed(seed))
+    scaled: dict[tuple[float, float], torch.Tensor] = {}
     cursor = [0]  # where the next tensor starts reading the pool
 
-    def make(key: str, shape: torch.Size) -> torch.Tensor:
-        count = math.prod(shape)
-        start = cursor[0] % _POOL_SIZE
-        cursor[0] += count
-        repeats = (start + count + _POOL_SIZE - 1) // _POOL_SIZE
-        values = pool.repeat(repeats)[start:start + count] if repeats > 1 else pool[start:start + count]
-        mean, std = _scale_for(key, shape)
-        return (values * std + mean).reshape(shape)
+    def chunks(key: str, shape: torch.Size):
+        scale = _scale_for(key, shape)
+        if scale not in scaled:
+            scaled[scale] = (pool * scale[1] + scale[0]).to(dtype)
+        values, remaining, start = scaled[scale], math.prod(shape), cursor[0] % _POOL_SIZE
+        cursor[0] += remaining
+        while remaining:
+            take = min(_POOL_SIZE - start, remaining)
+            yield values[start:start + take]
+            remaining, start = remaining - take, 0
 
     layout = full_size_state_dict_on_meta(configs.SD15)
-    return write_safetensors_streaming(path, layout, make, dtype=dtype, metadata={"paragoger": "random weights"})
+    return write_safetensors_streaming(path, layout, chunks, dtype=dtype, metadata={"paragoger": "random weights"})

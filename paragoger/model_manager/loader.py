@@ -4,7 +4,8 @@ Single files: read once (``state_dict``), detected (``detect``), each model's co
 config in ``configs/`` plus the tensors' shapes (``ldm_config``), converted with diffusers' own functions and
 assigned into meta-device modules (``convert``). A ``<name>.yaml`` beside the file is honoured for what shapes
 cannot say (prediction type, head counts, VAE scale). A VAE override comes from ``vae_path`` or from
-``<name>.vae.safetensors`` (``.vae.pt``, ``.vae.ckpt``) beside the checkpoint, as in AUTOMATIC1111.
+``<name>.vae.safetensors`` (``.vae.pt``, ``.vae.ckpt``) beside the checkpoint, as in AUTOMATIC1111 (see ``vae``).
+Diffusers folders load with ``from_pretrained`` from their local subfolders.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import torch
 import yaml
+from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from paragoger.errors import ModelLoadError
 from paragoger.model_manager import configs, convert
 from paragoger.model_manager.components import CheckpointInfo, Components
-from paragoger.model_manager.hashing import sha256_of, short_hash
 from paragoger.model_manager.detect import (
     EPSILON,
     V_PREDICTION,
@@ -31,13 +32,11 @@ from paragoger.model_manager.detect import (
     is_diffusers_folder,
     probe_v_prediction,
 )
+from paragoger.model_manager.hashing import sha256_of, short_hash
 from paragoger.model_manager.state_dict import read_state_dict
-from paragoger.model_manager.to_ldm import vae_to_ldm
+from paragoger.model_manager.vae import load_vae, vae_beside
 
 log = logging.getLogger(__name__)
-
-VAE_SUFFIXES_BESIDE = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
-
 
 def read_yaml_beside(path: Path) -> dict | None:
     """The original LDM config ``<name>.yaml`` next to a checkpoint, if any (unreadable ones are ignored)."""
@@ -50,17 +49,6 @@ def read_yaml_beside(path: Path) -> dict | None:
         log.warning("ignoring %s: %s", candidate, error)
         return None
     return loaded if isinstance(loaded, dict) else None
-
-
-def vae_beside(path: Path) -> Path | None:
-    """``<name>.vae.safetensors`` (or .vae.pt / .vae.ckpt) next to a checkpoint."""
-    path = Path(path)
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    for suffix in VAE_SUFFIXES_BESIDE:
-        candidate = path.with_name(stem + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def scheduler_config_for(folder: Path, prediction_type: str) -> dict:
@@ -139,8 +127,6 @@ def _load_single_file(info: CheckpointInfo, *, device, dtype, with_vae: bool) ->
 
 def _rebuild_unet(unet: UNet2DConditionModel, config: dict) -> UNet2DConditionModel:
     """The same weights under another config (SD 2.x base -> 768 v settings), sharing every tensor."""
-    from accelerate import init_empty_weights
-
     with init_empty_weights():
         rebuilt = UNet2DConditionModel.from_config(config)
     rebuilt.load_state_dict(unet.state_dict(), strict=True, assign=True)
@@ -174,30 +160,3 @@ def _load_diffusers_folder(info: CheckpointInfo, *, device, dtype) -> Components
         extra={"detection": detection, "config_folder": family_folder, "yaml": False, "metadata": {},
                "is_diffusers": True},
     )
-
-
-def load_vae(path: Path, *, device="cpu", dtype=torch.float32, base_config: dict | None = None) -> AutoencoderKL:
-    """A VAE from an LDM-format file (``encoder.down.*``, with or without ``first_stage_model.``), a
-    diffusers-format file (``encoder.down_blocks.*``) or a diffusers VAE folder.
-
-    ``base_config`` supplies what shapes cannot tell, chiefly the latent scaling factor (SD 1.x's by default).
-    """
-    path, device = Path(path), torch.device(device)
-    name = path.name
-    base = dict(base_config or configs.model_config(configs.DIFFUSERS_CONFIGS / configs.SD15, "vae"))
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError("vae_unknown_architecture", name=name)
-        vae = AutoencoderKL.from_pretrained(path, dtype=dtype, local_files_only=True)
-        return vae.to(device).eval().requires_grad_(False)
-    if not path.is_file():
-        raise ModelLoadError("vae_not_found", name=name)
-    state_dict, _ = read_state_dict(path, display_name=name)
-    if any(k.startswith(VAE_PREFIX) for k in state_dict):
-        state_dict = convert.with_prefix(state_dict, VAE_PREFIX)
-    if any(k.startswith("encoder.down_blocks.") for k in state_dict):
-        levels = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.down_blocks."))
-        state_dict = vae_to_ldm(state_dict, {"block_out_channels": [0] * levels})
-    if "encoder.conv_in.weight" not in state_dict or "post_quant_conv.weight" not in state_dict:
-        raise ModelLoadError("vae_unknown_architecture", name=name)
-    return convert.build_vae(state_dict, base, device=device, dtype=dtype, name=name, prefix="")

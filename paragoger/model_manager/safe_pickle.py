@@ -162,6 +162,7 @@ def load_ckpt(path: Path, *, display_name: str | None = None):
         if found:
             raise _refused(name, found[1]) from None
         raise _corrupt(name, "not a model file this app can read safely") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+    except Exception as error:  # noqa: BLE001 - damaged data fails in many ways (IndexError, EOFError, ...);
+        # all of them mean the same to the user, and nothing from the file has run.
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise _corrupt(name, reason) from None

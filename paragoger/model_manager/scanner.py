@@ -111,10 +111,10 @@ def list_vaes(vae_folders, checkpoint_folders=()) -> list[VaeInfo]:
         folder = Path(folder)
         if not folder.is_dir():
             continue
+        wanted = _is_sidecar_vae if sidecars_only else (lambda file_name: file_name.lower().endswith(VAE_SUFFIXES))
         for directory, _, files in _walk(folder):
             for file_name in files:
-                lowered = file_name.lower()
-                if (sidecars_only and _is_sidecar_vae(lowered)) or (not sidecars_only and lowered.endswith(VAE_SUFFIXES)):
+                if wanted(file_name):
                     path = directory / file_name
                     name = path.relative_to(folder).as_posix()
                     found.setdefault(name, VaeInfo(path=path, name=name))

@@ -165,3 +165,36 @@ def test_long_prompt_is_encoded_in_75_token_chunks(app_context):
     assert encoder.encode("a cat").embeds.shape[1] == 77
     result = app_context.engine.generate(request(prompt=long_prompt, save_images=False))
     assert result.images[0].image.size == (64, 64)
+
+
+@pytest.mark.parametrize("kind", ["sdxl", "sd2-v", "sd1-inpaint"])
+def test_every_model_family_generates_through_the_same_core(app_context, tiny_model_file, kind):
+    import shutil
+
+    target = app_context.paths.default_checkpoint_dir() / f"{kind}.safetensors"
+    shutil.copyfile(tiny_model_file(kind, "safetensors"), target)
+    app_context.library.refresh()
+    result = app_context.engine.generate(request(checkpoint=kind, batch_size=2, save_images=False))
+    assert [item.image.size for item in result.images] == [(64, 64), (64, 64)]
+    assert f"Model: {kind}," in result.images[0].infotext
+
+
+def test_jpeg_output_keeps_the_infotext(app_context):
+    app_context.settings.update({"samples_format": "jpg"})
+    result = app_context.engine.generate(request(seed=9))
+    assert result.images[0].path.endswith("-9.jpg")
+    assert "Seed: 9," in read_infotext(result.images[0].path)
+
+
+def test_switching_checkpoints_keeps_only_as_many_as_the_setting_allows(app_context, tiny_sd1_file):
+    import shutil
+
+    shutil.copyfile(tiny_sd1_file, app_context.paths.default_checkpoint_dir() / "other.safetensors")
+    app_context.library.refresh()
+    app_context.select_checkpoint("tiny-sd1")
+    app_context.select_checkpoint("other")
+    assert [m.title.split(" ")[0] for m in app_context.cache.loaded()] == ["other.safetensors"]
+    app_context.apply_options({"sd_checkpoints_limit": 2})
+    app_context.select_checkpoint("tiny-sd1")
+    assert sorted(m.title.split(" ")[0] for m in app_context.cache.loaded()) == ["other.safetensors",
+                                                                               "tiny-sd1.safetensors"]

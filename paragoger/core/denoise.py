@@ -55,8 +55,13 @@ def sampling_step(index: int, order: int, steps: int) -> int:
 
 def denoise(*, unet, scheduler, latents: torch.Tensor, cond: ScheduledConditioning,
             uncond: ScheduledConditioning, cfg_scale: float, steps: int, step_kwargs: dict,
-            added_time_ids: torch.Tensor | None = None, hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
-    """Run ``scheduler.timesteps`` (already set) from ``latents``; returns the final (or interrupted) latents."""
+            added_time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
+            hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
+    """Run ``scheduler.timesteps`` (already set) from ``latents``; returns the final (or interrupted) latents.
+
+    ``image_conditioning`` is concatenated to the UNet input's channels for models that take more than the
+    latents (inpainting: mask + masked-image latents), after the scheduler has scaled the latents.
+    """
     use_cfg = cfg_scale > 1.0
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
@@ -66,6 +71,9 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, cond: ScheduledConditioni
         # 1. Expand the latents for classifier-free guidance and let the scheduler scale them.
         model_input = torch.cat([latents] * 2) if use_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
+        if image_conditioning is not None:
+            extra = torch.cat([image_conditioning] * 2) if use_cfg else image_conditioning
+            model_input = torch.cat([model_input, extra], dim=1)
 
         # 2. Predict the noise for the negative and positive prompt in one UNet call.
         embeds = torch.cat([negative.embeds, positive.embeds]) if use_cfg else positive.embeds

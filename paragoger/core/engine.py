@@ -157,9 +157,24 @@ class Engine:
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
         hooks = (self._progress_hook(job, components, settings),)
         with torch.inference_mode():
+            image_conditioning = self._txt2img_image_conditioning(components, latents)
             return denoise(unet=components.unet, scheduler=scheduler, latents=latents, cond=cond, uncond=uncond,
                            cfg_scale=request.cfg_scale, steps=request.steps, step_kwargs=step_kwargs,
-                           added_time_ids=added_time_ids, hooks=hooks)
+                           added_time_ids=added_time_ids, image_conditioning=image_conditioning, hooks=hooks)
+
+    def _txt2img_image_conditioning(self, components: Components, latents: torch.Tensor) -> torch.Tensor | None:
+        """Inpainting models also take a mask and a masked image: for txt2img, as A1111 does, the whole picture
+        is masked and the "image" is plain grey (0 in the VAE's -1..1 range)."""
+        if components.variant != "inpaint":
+            return None
+        vae = components.vae
+        factor = components.vae_scale_factor
+        grey = torch.zeros(1, 3, latents.shape[-2] * factor, latents.shape[-1] * factor, dtype=vae.dtype,
+                           device=latents.device)
+        grey_latents = vae.encode(grey).latent_dist.mode() * vae.config.scaling_factor
+        mask = torch.ones(1, 1, *latents.shape[-2:], dtype=latents.dtype, device=latents.device)
+        conditioning = torch.cat([mask, grey_latents.to(latents.dtype)], dim=1)
+        return conditioning.expand(latents.shape[0], -1, -1, -1)
 
     def _step_kwargs(self, sampler, scheduler, request, components: Components, batch: _Batch, settings) -> dict:
         """Per-image generators for samplers that add noise each step, and ``eta`` for DDIM."""

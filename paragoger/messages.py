@@ -67,6 +67,8 @@ ENGLISH.update({
     "bad_image": "The {field} could not be read: {reason}.",
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
+    "download_failed": "Could not download {url}: {reason}.",
+    "download_checksum": "The downloaded {name} does not have the expected sha256; it was deleted. Try again.",
 })
 
 # samplers and seeds

@@ -198,3 +198,18 @@ def test_switching_checkpoints_keeps_only_as_many_as_the_setting_allows(app_cont
     app_context.select_checkpoint("tiny-sd1")
     assert sorted(m.title.split(" ")[0] for m in app_context.cache.loaded()) == ["other.safetensors",
                                                                                "tiny-sd1.safetensors"]
+
+
+def test_full_vae_preview_when_the_setting_asks_for_it(app_context):
+    previews = []
+
+    class Recording(Job):
+        def set_step(self, step, preview=None):
+            super().set_step(step, preview)
+            if preview is not None:
+                previews.append(preview)
+
+    app_context.settings.update({"show_progress_type": "Full", "show_progress_every_n_steps": 3})
+    req = request(steps=4, save_images=False)
+    result = app_context.engine.generate(req, Recording(request=req))
+    assert len(previews) == 1 and previews[0].size == result.images[0].image.size

@@ -198,12 +198,16 @@ class Engine:
     def _progress_hook(self, job: Job, components: Components, settings):
         every = settings["show_progress_every_n_steps"]
         previews_on = settings["live_previews_enable"]
+        full_decode = settings["show_progress_type"] == "Full"
 
         def hook(state: StepState) -> None:
             done = state.step + 1
             preview = None
             if previews_on and (done % every == 0) and done < state.steps:
-                preview = previews.latents_to_preview(state.latents[0:1], components.family)
+                if full_decode:
+                    preview = self._decode(components, state.latents[0:1])[0]
+                else:
+                    preview = previews.latents_to_preview(state.latents[0:1], components.family)
             job.set_step(done, preview)
             if job.interrupted or job.take_skip():
                 state.stop = True

@@ -81,6 +81,7 @@ def run(args) -> dict:
     pipe = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoder,
                                    tokenizer=components.tokenizer, unet=components.unet, scheduler=None,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
 
     def ours() -> list[float]:
         stamps: list[float] = []

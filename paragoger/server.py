@@ -45,23 +45,12 @@ def serve(context) -> None:
     def announce():
         print(f"Running on local URL:  {url}", flush=True)
         if options.share:
-            _start_share_tunnel(options)
+            from paragoger.ui.app import start_share_tunnel
+
+            start_share_tunnel(options.port)
         if options.autolaunch:
             webbrowser.open(url)
 
     threading.Timer(1.5, announce).start()
     server.run()
 
-
-def _start_share_tunnel(options) -> None:
-    """Gradio's public tunnel needs the internet; when it fails the app keeps running locally."""
-    try:
-        import secrets
-
-        from gradio.networking import setup_tunnel
-
-        share_url = setup_tunnel("127.0.0.1", options.port, secrets.token_urlsafe(32), None, None)
-        print(f"Running on public URL: {share_url}", flush=True)
-    except Exception as err:  # offline, blocked, or the helper binary could not be fetched
-        print(f"Could not create a share link ({type(err).__name__}: {err}); the app keeps running locally.",
-              flush=True)

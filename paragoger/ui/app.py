@@ -130,3 +130,19 @@ def mount_ui(app, context):
     demo.queue(default_concurrency_limit=1)
     return gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
                                css=widgets.CSS, footer_links=["api"])
+
+
+def start_share_tunnel(port: int) -> str | None:
+    """Gradio's public tunnel (``--share``) needs the internet; when it fails the app keeps running locally."""
+    try:
+        import secrets
+
+        from gradio.networking import setup_tunnel
+
+        share_url = setup_tunnel("127.0.0.1", port, secrets.token_urlsafe(32), None, None)
+    except Exception as err:  # offline, blocked, or the tunnel helper could not be fetched
+        print(f"Could not create a share link ({type(err).__name__}: {err}); the app keeps running locally.",
+              flush=True)
+        return None
+    print(f"Running on public URL: {share_url}", flush=True)
+    return share_url

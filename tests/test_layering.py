@@ -1,0 +1,44 @@
+"""The shape the code promises: only ui/ imports gradio, the core never reaches into the UI or the API, and no
+module keeps mutable state at module level for requests to share."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "paragoger"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def modules_outside(*rooms: str):
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] not in rooms:
+            yield relative, path
+
+
+@pytest.mark.parametrize("relative, path", list(modules_outside("ui")), ids=str)
+def test_only_the_ui_imports_gradio(relative, path):
+    assert not any(name == "gradio" or name.startswith("gradio.") for name in imported_modules(path))
+
+
+@pytest.mark.parametrize("room", ["core", "model_manager", "samplers", "prompts", "imaging"])
+def test_the_core_rooms_never_import_the_ui_the_api_or_the_server(room):
+    for path in (PACKAGE / room).rglob("*.py"):
+        for name in imported_modules(path):
+            assert not name.startswith(("paragoger.ui", "paragoger.api", "paragoger.server", "fastapi")), \
+                f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+def test_prompts_are_pure_text_without_torch():
+    for path in (PACKAGE / "prompts").rglob("*.py"):
+        assert "torch" not in imported_modules(path), path.name

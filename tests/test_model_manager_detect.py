@@ -144,6 +144,16 @@ def test_yaml_saying_epsilon_wins_over_the_sd2_probe(tmp_path, tiny_model_file):
     assert components.prediction_type == "epsilon"
 
 
+def test_model_spec_header_states_the_prediction_type(tmp_path):
+    path = fixtures.write_single_file(tmp_path / "sdxl-v.safetensors", "sdxl",
+                                      metadata={"modelspec.prediction_type": "v"})
+
+    components = load_checkpoint(CheckpointInfo(path=path, name=path.name, model_name=path.stem))
+
+    assert components.prediction_type == "v_prediction"
+    assert components.scheduler_config["prediction_type"] == "v_prediction"
+
+
 def test_v_pred_marker_key_means_v_prediction():
     state = sdxl_full_size_state_dict_on_meta()
     state["v_pred"] = torch.empty(0, device="meta")

@@ -12,12 +12,14 @@ Prediction type (``epsilon`` or ``v_prediction``), first rule that applies:
 
 1. a ``<name>.yaml`` beside the checkpoint: ``model.params.parameterization: "v"`` means v-prediction, any other
    value or none means epsilon (the original LDM default);
-2. a ``v_pred`` marker key in the state dict (carried by v-prediction SDXL files) means v-prediction;
-3. SD 2.x base models: AUTOMATIC1111's test. The 768 px SD 2.x models are v-prediction, the 512 px ones epsilon,
+2. the safetensors header's ``modelspec.prediction_type`` (Stability's model spec, written by common training
+   tools): ``v``/``v_prediction`` or ``epsilon``/``eps``;
+3. a ``v_pred`` marker key in the state dict (carried by v-prediction SDXL files; ComfyUI and Forge read it);
+4. SD 2.x base models: AUTOMATIC1111's test. The 768 px SD 2.x models are v-prediction, the 512 px ones epsilon,
    and nothing in the file says which; so the UNet is run once on a constant input at t=999 with a constant
    context, and v-prediction is assumed when ``mean(output - input) < -1`` (an epsilon model predicts roughly its
    input as noise at that step; a v model does not). See ``probe_v_prediction``;
-4. everything else (SD 1.x, SDXL, SD 2.x inpainting and depth): epsilon.
+5. everything else (SD 1.x, SDXL, SD 2.x inpainting and depth): epsilon.
 
 Diffusers folders: family from their components, prediction type from ``scheduler_config.json``.
 """
@@ -86,8 +88,14 @@ def prediction_from_yaml(yaml_config: dict | None) -> str | None:
     return V_PREDICTION if str(params.get("parameterization", "eps")).lower() == "v" else EPSILON
 
 
-def detect_state_dict(state_dict: dict[str, torch.Tensor], *, name: str,
-                      yaml_config: dict | None = None) -> Detection:
+def prediction_from_metadata(metadata: dict | None) -> str | None:
+    """The prediction type a safetensors header states in ``modelspec.prediction_type``, if any."""
+    stated = str((metadata or {}).get("modelspec.prediction_type", "")).strip().lower()
+    return {"v": V_PREDICTION, "v_prediction": V_PREDICTION, "epsilon": EPSILON, "eps": EPSILON}.get(stated)
+
+
+def detect_state_dict(state_dict: dict[str, torch.Tensor], *, name: str, yaml_config: dict | None = None,
+                      metadata: dict | None = None) -> Detection:
     """Detection for an original single-file checkpoint (keys already normalised by ``state_dict``)."""
     family = family_of(state_dict)
     variant = variant_of(state_dict) if family else None
@@ -96,6 +104,9 @@ def detect_state_dict(state_dict: dict[str, torch.Tensor], *, name: str,
     stated = prediction_from_yaml(yaml_config)
     if stated is not None:
         return Detection(family, variant, stated, "yaml")
+    stated = prediction_from_metadata(metadata)
+    if stated is not None:
+        return Detection(family, variant, stated, "modelspec.prediction_type")
     if "v_pred" in state_dict:
         return Detection(family, variant, V_PREDICTION, "v_pred key")
     if family == "sd2" and variant == "base":
@@ -142,7 +153,8 @@ def detect_diffusers_folder(folder: Path, *, name: str) -> Detection:
 def probe_v_prediction(unet) -> bool:
     """AUTOMATIC1111's test for an SD 2.x UNet: does it look like a v-prediction model? (see module docstring)
 
-    Runs once at 8x8 latents in the UNet's own device and dtype; about a second for a full-size model on a CPU.
+    Runs once at 8x8 latents, in the UNet's own device and dtype (A1111 uses a float32 copy on the CPU; running
+    where the model already is avoids a second copy of it). About a second for a full-size model on a CPU.
     """
     parameter = next(unet.parameters())
     device, dtype = parameter.device, parameter.dtype

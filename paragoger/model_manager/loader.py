@@ -87,7 +87,7 @@ def _load_single_file(info: CheckpointInfo, *, device, dtype, with_vae: bool) ->
     path, name = Path(info.path), info.name
     yaml_config = read_yaml_beside(path)
     state_dict, metadata = read_state_dict(path, display_name=name)
-    detection = detect_state_dict(state_dict, name=name, yaml_config=yaml_config)
+    detection = detect_state_dict(state_dict, name=name, yaml_config=yaml_config, metadata=metadata)
     prediction = detection.prediction_type or EPSILON
     folder = configs.config_folder_for(detection.family, detection.variant, prediction)
 

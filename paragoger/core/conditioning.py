@@ -169,11 +169,8 @@ class PromptEncoder:
         return weighted * (original_mean / weighted.mean())
 
 
-def pad_to_same_length(a: torch.Tensor, b: torch.Tensor, empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Make positive and negative the same number of chunks by appending the empty prompt's chunk."""
-    def pad(t: torch.Tensor, length: int) -> torch.Tensor:
-        missing = (length - t.shape[1]) // empty.shape[1]
-        return torch.cat([t, *[empty.to(t.dtype)] * missing], dim=1) if missing > 0 else t
-
-    length = max(a.shape[1], b.shape[1])
-    return pad(a, length), pad(b, length)
+def pad_to_chunks(embeds: torch.Tensor, chunks: int, empty: torch.Tensor) -> torch.Tensor:
+    """``embeds`` lengthened to ``chunks`` chunks by appending the empty prompt's chunk, so that texts of
+    different lengths (positive, negative, scheduled parts) can share one UNet batch."""
+    missing = chunks - embeds.shape[1] // empty.shape[1]
+    return torch.cat([embeds, *[empty.to(embeds.dtype)] * missing], dim=1) if missing > 0 else embeds

@@ -7,7 +7,7 @@ job's interrupt/skip flags are honoured after each step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -20,16 +20,60 @@ class ScheduledConditioning:
     """Conditioning for a batch over the steps: ``entries`` are (end_step, TextConditioning) in step order.
 
     Each entry's tensors already have the batch dimension. A plain prompt has one entry; prompt editing
-    (``[cat:dog:10]``) has one per change.
+    (``[cat:dog:10]``) has one per change. As in A1111, an entry is used while ``step <= end_step``.
     """
 
     entries: list[tuple[int, TextConditioning]]
 
     def at(self, step: int) -> TextConditioning:
         for end_step, conditioning in self.entries:
-            if step < end_step:
+            if step <= end_step:
                 return conditioning
         return self.entries[-1][1]
+
+
+@dataclass
+class Guidance:
+    """Classifier-free guidance over a negative and one or more weighted positives (``a AND b:0.5``).
+
+    The UNet sees ``[negative, positive_1, ..., positive_k]`` in one batch; the guided prediction is
+    ``neg + cfg * sum(w_i * (pos_i - neg))``, which for one positive of weight 1 is diffusers' formula.
+    """
+
+    negative: ScheduledConditioning
+    positives: list[tuple[float, ScheduledConditioning]]
+    cfg_scale: float
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def uses_negative(self) -> bool:
+        return self.cfg_scale > 1.0 or len(self.positives) > 1
+
+    @property
+    def copies(self) -> int:
+        """How many copies of the latents the UNet sees per step."""
+        return len(self.positives) + (1 if self.uses_negative else 0)
+
+    def at(self, step: int) -> TextConditioning:
+        """The batched conditioning for ``step``, built once per distinct combination of active texts."""
+        parts = [conditioning.at(step) for _, conditioning in self.positives]
+        if self.uses_negative:
+            parts.insert(0, self.negative.at(step))
+        key = tuple(id(part) for part in parts)
+        if key not in self._cache:
+            pooled = None if parts[0].pooled is None else torch.cat([part.pooled for part in parts])
+            self._cache[key] = TextConditioning(embeds=torch.cat([part.embeds for part in parts]), pooled=pooled)
+        return self._cache[key]
+
+    def combine(self, noise_pred: torch.Tensor) -> torch.Tensor:
+        chunks = noise_pred.chunk(self.copies)
+        if not self.uses_negative:
+            return chunks[0]
+        noise_uncond, positives = chunks[0], chunks[1:]
+        if len(positives) == 1 and self.positives[0][0] == 1.0:
+            return noise_uncond + self.cfg_scale * (positives[0] - noise_uncond)
+        delta = sum(weight * (noise - noise_uncond) for (weight, _), noise in zip(self.positives, positives))
+        return noise_uncond + self.cfg_scale * delta
 
 
 @dataclass
@@ -53,8 +97,7 @@ def sampling_step(index: int, order: int, steps: int) -> int:
     return min(steps - 1, math.ceil(index / order)) if order > 1 else min(index, steps - 1)
 
 
-def denoise(*, unet, scheduler, latents: torch.Tensor, cond: ScheduledConditioning,
-            uncond: ScheduledConditioning, cfg_scale: float, steps: int, step_kwargs: dict,
+def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps: int, step_kwargs: dict,
             added_time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
             hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
     """Run ``scheduler.timesteps`` (already set) from ``latents``; returns the final (or interrupted) latents.
@@ -62,33 +105,29 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, cond: ScheduledConditioni
     ``image_conditioning`` is concatenated to the UNet input's channels for models that take more than the
     latents (inpainting: mask + masked-image latents), after the scheduler has scaled the latents.
     """
-    use_cfg = cfg_scale > 1.0
+    copies = guidance.copies
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
         step = sampling_step(index, scheduler.order, steps)
-        positive, negative = cond.at(step), uncond.at(step)
+        conditioning = guidance.at(step)
 
-        # 1. Expand the latents for classifier-free guidance and let the scheduler scale them.
-        model_input = torch.cat([latents] * 2) if use_cfg else latents
+        # 1. One copy of the latents per prompt (negative first), scaled by the scheduler.
+        model_input = torch.cat([latents] * copies) if copies > 1 else latents
         model_input = scheduler.scale_model_input(model_input, t)
         if image_conditioning is not None:
-            extra = torch.cat([image_conditioning] * 2) if use_cfg else image_conditioning
+            extra = torch.cat([image_conditioning] * copies) if copies > 1 else image_conditioning
             model_input = torch.cat([model_input, extra], dim=1)
 
-        # 2. Predict the noise for the negative and positive prompt in one UNet call.
-        embeds = torch.cat([negative.embeds, positive.embeds]) if use_cfg else positive.embeds
+        # 2. Predict the noise for every prompt in one UNet call.
         added_cond = None
         if added_time_ids is not None:  # SDXL: pooled text embeddings and size/crop conditioning
-            pooled = torch.cat([negative.pooled, positive.pooled]) if use_cfg else positive.pooled
-            time_ids = torch.cat([added_time_ids] * 2) if use_cfg else added_time_ids
-            added_cond = {"text_embeds": pooled, "time_ids": time_ids}
-        noise_pred = unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added_cond,
+            time_ids = torch.cat([added_time_ids] * copies) if copies > 1 else added_time_ids
+            added_cond = {"text_embeds": conditioning.pooled, "time_ids": time_ids}
+        noise_pred = unet(model_input, t, encoder_hidden_states=conditioning.embeds, added_cond_kwargs=added_cond,
                           return_dict=False)[0]
 
         # 3. Guidance.
-        if use_cfg:
-            noise_uncond, noise_text = noise_pred.chunk(2)
-            noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+        noise_pred = guidance.combine(noise_pred)
 
         # 4. One scheduler step.
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from paragoger.core import seeds as seeding
-from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_same_length
-from paragoger.core.denoise import ScheduledConditioning, StepState, denoise
+from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
+from paragoger.core.denoise import Guidance, ScheduledConditioning, StepState, denoise
 from paragoger.core.jobs import Job
 from paragoger.core.parameters import generation_parameters
+from paragoger.core.prompting import PreparedPrompts, prepare_prompts
 from paragoger.core.request import GeneratedImage, GenerationRequest, GenerationResult
 from paragoger.imaging import grid as grids
 from paragoger.imaging import infotext as infotexts
@@ -63,7 +64,10 @@ class Engine:
         sampler, schedule = self.samplers.resolve(request.sampler_name, request.scheduler)
         job.progress.textinfo = "loading"
         components = self.load_model(request.checkpoint, request.vae, settings)
-        prompt, negative = self._apply_styles(request)
+        prompts = prepare_prompts(request.prompt, request.negative_prompt, steps=request.steps,
+                                  styles=self.styles, style_names=request.styles,
+                                  comments=settings["enable_prompt_comments"])
+        prompt, negative = prompts.prompt, prompts.negative_prompt
         encoder = PromptEncoder(components, clip_skip=self._clip_skip(request, settings))
 
         first_seed = seeding.resolve_seed(request.seed)
@@ -73,8 +77,7 @@ class Engine:
             if job.interrupted:
                 break
             job.set_steps(batch.index, request.n_iter, request.steps)
-            latents = self._sample(request, components, encoder, prompt, negative, batch, sampler, schedule,
-                                   settings, job)
+            latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings, job)
             decoded = self._decode(components, latents)
             for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
                 params = generation_parameters(
@@ -91,30 +94,29 @@ class Engine:
         return result
 
     # 2. Prompts -------------------------------------------------------------------------------------------------
-    def _apply_styles(self, request: GenerationRequest) -> tuple[str, str]:
-        if self.styles is None or not request.styles:
-            return request.prompt, request.negative_prompt
-        return self.styles.apply(request.styles, request.prompt, request.negative_prompt)
-
     @staticmethod
     def _clip_skip(request: GenerationRequest, settings) -> int:
         return request.clip_skip if request.clip_skip else settings["CLIP_stop_at_last_layers"]
 
-    def _conditioning(self, encoder: PromptEncoder, prompt: str, negative: str, batch_size: int
-                      ) -> tuple[ScheduledConditioning, ScheduledConditioning]:
-        positive = encoder.encode(prompt)
-        negative_cond = encoder.encode(negative)
-        pos_embeds, neg_embeds = pad_to_same_length(positive.embeds, negative_cond.embeds,
-                                                    encoder.empty_chunk().embeds)
+    @staticmethod
+    def _guidance(encoder: PromptEncoder, prompts: PreparedPrompts, cfg_scale: float, batch_size: int) -> Guidance:
+        """Each distinct text encoded once, all padded to the same number of chunks, expanded to the batch."""
+        encoded = {text: encoder.encode(text) for text in prompts.texts()}
+        chunks = max(conditioning.chunks for conditioning in encoded.values())
+        empty = encoder.empty_chunk().embeds
+        batched = {}
+        for text, conditioning in encoded.items():
+            embeds = pad_to_chunks(conditioning.embeds, chunks, empty)
+            pooled = conditioning.pooled
+            batched[text] = TextConditioning(embeds=embeds.expand(batch_size, -1, -1),
+                                             pooled=None if pooled is None else pooled.expand(batch_size, -1))
 
-        def batched(embeds, pooled) -> ScheduledConditioning:
-            conditioning = TextConditioning(
-                embeds=embeds.expand(batch_size, -1, -1),
-                pooled=None if pooled is None else pooled.expand(batch_size, -1))
-            return ScheduledConditioning([(request_steps_end, conditioning)])
+        def scheduled(part) -> ScheduledConditioning:
+            return ScheduledConditioning([(end_step, batched[text]) for end_step, text in part.schedule])
 
-        request_steps_end = 1 << 30  # one entry that lasts all steps
-        return batched(pos_embeds, positive.pooled), batched(neg_embeds, negative_cond.pooled)
+        return Guidance(negative=scheduled(prompts.negative),
+                        positives=[(part.weight, scheduled(part)) for part in prompts.positives],
+                        cfg_scale=cfg_scale)
 
     # 3. Seeds --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -140,7 +142,7 @@ class Engine:
             dtype=self.cache.device.dtype, source=settings["randn_source"].lower())
 
     # 4. Denoising ----------------------------------------------------------------------------------------------
-    def _sample(self, request, components, encoder, prompt, negative, batch, sampler, schedule, settings,
+    def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings,
                 job: Job) -> torch.Tensor:
         device = self.cache.device.device
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
@@ -150,7 +152,7 @@ class Engine:
         except ValueError as err:  # e.g. LCM refuses more steps than it was distilled for
             raise UserError("sampler_config_invalid", sampler=sampler.name, schedule=schedule.label,
                             reason=str(err)) from err
-        cond, uncond = self._conditioning(encoder, prompt, negative, len(batch.seeds))
+        guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds))
         noise = self._initial_noise(request, components, batch, settings)
         latents = noise * scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings)
@@ -158,9 +160,9 @@ class Engine:
         hooks = (self._progress_hook(job, components, settings),)
         with torch.inference_mode():
             image_conditioning = self._txt2img_image_conditioning(components, latents)
-            return denoise(unet=components.unet, scheduler=scheduler, latents=latents, cond=cond, uncond=uncond,
-                           cfg_scale=request.cfg_scale, steps=request.steps, step_kwargs=step_kwargs,
-                           added_time_ids=added_time_ids, image_conditioning=image_conditioning, hooks=hooks)
+            return denoise(unet=components.unet, scheduler=scheduler, latents=latents, guidance=guidance,
+                           steps=request.steps, step_kwargs=step_kwargs, added_time_ids=added_time_ids,
+                           image_conditioning=image_conditioning, hooks=hooks)
 
     def _txt2img_image_conditioning(self, components: Components, latents: torch.Tensor) -> torch.Tensor | None:
         """Inpainting models also take a mask and a masked image: for txt2img, as A1111 does, the whole picture

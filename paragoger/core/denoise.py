@@ -20,14 +20,15 @@ class ScheduledConditioning:
     """Conditioning for a batch over the steps: ``entries`` are (end_step, TextConditioning) in step order.
 
     Each entry's tensors already have the batch dimension. A plain prompt has one entry; prompt editing
-    (``[cat:dog:10]``) has one per change. As in A1111, an entry is used while ``step <= end_step``.
+    (``[cat:dog:10]``) has one per change. An entry is used for the 0-based steps before its ``end_step``: after
+    ``[cat:dog:2]`` has run two steps, "dog" takes over, and ``[cat|dog]`` alternates every step.
     """
 
     entries: list[tuple[int, TextConditioning]]
 
     def at(self, step: int) -> TextConditioning:
         for end_step, conditioning in self.entries:
-            if step <= end_step:
+            if step < end_step:
                 return conditioning
         return self.entries[-1][1]
 

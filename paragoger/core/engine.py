@@ -103,10 +103,11 @@ class Engine:
         """Each distinct text encoded once, all padded to the same number of chunks, expanded to the batch."""
         encoded = {text: encoder.encode(text) for text in prompts.texts()}
         chunks = max(conditioning.chunks for conditioning in encoded.values())
-        empty = encoder.empty_chunk().embeds
         batched = {}
         for text, conditioning in encoded.items():
-            embeds = pad_to_chunks(conditioning.embeds, chunks, empty)
+            embeds = conditioning.embeds
+            if conditioning.chunks < chunks:
+                embeds = pad_to_chunks(embeds, chunks, encoder.empty_chunk().embeds)
             pooled = conditioning.pooled
             batched[text] = TextConditioning(embeds=embeds.expand(batch_size, -1, -1),
                                              pooled=None if pooled is None else pooled.expand(batch_size, -1))

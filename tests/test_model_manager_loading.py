@@ -231,3 +231,18 @@ def test_checkpoint_without_vae_says_so(tmp_path, tiny_sd1_file):
         load_checkpoint(info_for(tmp_path / "unet-only.safetensors"))
     assert error.value.key == "checkpoint_missing_vae"
     assert "unet-only.vae.safetensors" in str(error.value)
+
+
+def test_a_loaded_model_does_not_change_when_its_file_is_overwritten(tmp_path, tiny_sd1_file):
+    path = tmp_path / "model.safetensors"
+    shutil.copyfile(tiny_sd1_file, path)
+    components = load_checkpoint(info_for(path))
+    before = components.unet.conv_out.bias.clone()
+
+    data = bytearray(path.read_bytes())
+    data[-4096:] = bytes(4096)  # the last tensors' bytes, zeroed in place
+    with open(path, "r+b") as stream:
+        stream.write(data)
+
+    assert_components_match(fixtures.tiny_model("sd1"), components)
+    assert torch.equal(components.unet.conv_out.bias, before)

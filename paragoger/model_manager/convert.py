@@ -55,7 +55,8 @@ def assign_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], *,
                    name: str, part: str) -> torch.nn.Module:
     """Put ``weights`` into a meta-device ``module`` (strictly: every parameter, nothing else).
 
-    Floating tensors are cast to ``dtype`` on ``device`` one by one; integer buffers keep their dtype.
+    Floating tensors are cast to ``dtype`` on ``device`` one by one (no copy when they already match: the state
+    dict's tensors are our own memory, see ``state_dict``); integer buffers keep their dtype.
     """
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)

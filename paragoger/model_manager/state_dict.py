@@ -3,9 +3,15 @@
 Handles: ``.safetensors`` and ``.ckpt``/``.pt`` (through ``safe_pickle``), the ``state_dict`` wrapper of Lightning
 checkpoints, EMA copies (``model_ema.*``: dropped, A1111 uses the regular weights too), non-tensor entries, and
 SD 1.x files saved with old transformers versions whose CLIP keys lack ``text_model.``.
+
+The tensors returned are the process's own memory, read once, not views of a memory-mapped file: a loaded model
+then neither changes nor crashes when its file is overwritten, and memory holds each weight once (a mapped file
+plus a copy of it would count twice). Skipped tensors (EMA) are never read.
 """
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import torch
@@ -20,13 +26,42 @@ _OLD_CLIP_PREFIX = "cond_stage_model.transformer."
 _OLD_CLIP_PARTS = ("embeddings.", "encoder.", "final_layer_norm.")
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _skipped(key: str) -> bool:
+    return key.startswith("model_ema.")
+
+
 def read_safetensors(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors and the ``__metadata__`` header of a safetensors file."""
+    """The tensors (EMA copies skipped) and the ``__metadata__`` header of a safetensors file.
+
+    The safetensors library validates the header (a truncated or foreign file fails there); the data is then
+    read tensor by tensor straight into freshly allocated tensors, in file order.
+    """
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            return {key: handle.get_tensor(key) for key in handle.keys()}, metadata
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        with open(path, "rb") as stream:
+            header_size = struct.unpack("<Q", stream.read(8))[0]
+            header = json.loads(stream.read(header_size))
+            header.pop("__metadata__", None)
+            tensors = {}
+            for key, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                if _skipped(key):
+                    continue
+                begin, end = entry["data_offsets"]
+                tensor = torch.empty(entry["shape"], dtype=_SAFETENSORS_DTYPES[entry["dtype"]])
+                stream.seek(8 + header_size + begin)
+                if stream.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - begin:
+                    raise ValueError(f"the file ends inside tensor {key}")
+                tensors[key] = tensor
+            return tensors, metadata
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, struct.error) as error:
         raise ModelLoadError("checkpoint_corrupt", name=name, reason=_first_line(error)) from None
 
 
@@ -48,7 +83,7 @@ def normalize_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     """Drop EMA copies; give SD 1.x CLIP keys from old transformers versions their ``text_model.`` part."""
     out = {}
     for key, value in state_dict.items():
-        if key.startswith("model_ema."):
+        if _skipped(key):
             continue
         if key.startswith(_OLD_CLIP_PREFIX) and key[len(_OLD_CLIP_PREFIX):].startswith(_OLD_CLIP_PARTS):
             key = _OLD_CLIP_PREFIX + "text_model." + key[len(_OLD_CLIP_PREFIX):]
@@ -64,6 +99,7 @@ def read_state_dict(path: Path, *, display_name: str | None = None) -> tuple[dic
         raise ModelLoadError("checkpoint_not_found", name=name)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         state_dict, metadata = read_safetensors(path, name)
-    else:
-        state_dict, metadata = unwrap(load_ckpt(path, display_name=name), name), {}
-    return normalize_keys(state_dict), metadata
+        return normalize_keys(state_dict), metadata
+    mapped = normalize_keys(unwrap(load_ckpt(path, display_name=name), name))
+    # load_ckpt maps the file into memory: copy what is kept (EMA copies are never even touched), let go of the rest.
+    return {key: value.clone() for key, value in mapped.items()}, {}

@@ -46,6 +46,7 @@ class AppContext:
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles)
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
+        self._counter_tokenizer = None  # built on first use when no model is loaded yet
 
     def startup(self) -> None:
         """What happens once at start: a test model or the default download when asked for and none exists,
@@ -85,6 +86,25 @@ class AppContext:
         if job.error is not None:
             raise job.error
         return job.result
+
+    def token_count(self, prompt: str, steps: int = 20) -> tuple[int, int]:
+        """What the prompt box counter shows: tokens of the longest scheduled text, and the chunk limit."""
+        from paragoger.core.conditioning import PromptEncoder, plain_token_count
+        from paragoger.core.prompting import prepare_prompts
+
+        prompts = prepare_prompts(prompt, "", steps=steps, comments=self.settings["enable_prompt_comments"])
+        texts = [text for part in prompts.positives for _, text in part.schedule] or [""]
+        current = self.cache.current
+        if current is None:
+            if self._counter_tokenizer is None:
+                from paragoger.model_manager.configs import clip_tokenizer
+
+                self._counter_tokenizer = clip_tokenizer()
+            counts = [plain_token_count(text, self._counter_tokenizer) for text in texts]
+        else:
+            encoder = PromptEncoder(current)
+            counts = [encoder.token_count(text) for text in texts]
+        return max(counts)
 
     # Settings as the API shows them ----------------------------------------------------------------------------
     def options_snapshot(self) -> dict[str, Any]:

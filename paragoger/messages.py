@@ -67,6 +67,8 @@ ENGLISH.update({
     "bad_image": "The {field} could not be read: {reason}.",
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
+    "unknown_style": "Unknown style: {name}. Styles are listed at /sdapi/v1/prompt-styles.",
+    "style_needs_name": "Give the style a name.",
     "download_failed": "Could not download {url}: {reason}.",
     "download_checksum": "The downloaded {name} does not have the expected sha256; it was deleted. Try again.",
 })
@@ -82,4 +84,20 @@ ENGLISH.update({
     "unknown_rng_source": "Random number source '{name}' is not available. Use one of: {known}.",
     "rng_gpu_fallback": "No CUDA GPU: the noise was drawn on the CPU, so images differ from A1111's default GPU "
                         "noise for the same seed (they match A1111 with RNG set to CPU, and ComfyUI).",
+})
+
+# extra networks: LoRA and textual-inversion embeddings
+ENGLISH.update({
+    "lora_not_found": "LoRA '{name}' was not found. Put it into the Lora folder and press refresh, or check its "
+                      "name.",
+    "lora_bad_weight": "The LoRA tag <{tag}> has a weight that is not a number.",
+    "lora_unreadable": "Could not read LoRA '{name}': {reason}. The file may be truncated or not a LoRA.",
+    "lora_wrong_architecture": "LoRA '{name}' is made for {lora_family}, but the loaded checkpoint is "
+                               "{model_family}. Use it with a {lora_family} checkpoint.",
+    "lora_nothing_matched": "LoRA '{name}' does not fit the loaded {model_family} checkpoint: none of its {count} "
+                            "layers could be applied. It may be made for another model, or be of a kind this app "
+                            "cannot apply.",
+    "network_pickle_refused": "'{name}' was refused: its pickle asks to run '{what}', which a LoRA or embedding "
+                              "file never needs. Only use .pt/.ckpt files you trust; prefer .safetensors.",
+    "embedding_too_long": "Embedding '{name}' has {count} vectors; at most {limit} fit in one prompt chunk.",
 })

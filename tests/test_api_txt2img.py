@@ -135,3 +135,15 @@ def test_api_auth_refuses_without_credentials(data_dir, serve_app):
         assert httpx.get(url + "/sdapi/v1/sd-models", auth=("teacher", "secret")).status_code == 200
     finally:
         context.close()
+
+
+def test_prompt_styles_are_listed_and_applied_by_name(api, app_context):
+    from paragoger.prompts import PromptStyle
+
+    app_context.styles.save_style(PromptStyle("film", "{prompt}, film grain", "cartoon"))
+    assert api.get("/prompt-styles").json() == [
+        {"name": "film", "prompt": "{prompt}, film grain", "negative_prompt": "cartoon"}]
+    info = json.loads(api.post("/txt2img", json={**BODY, "styles": ["film"]}).json()["info"])
+    assert info["infotexts"][0].startswith("a red bicycle, film grain\nNegative prompt: ugly, cartoon\n")
+    response = api.post("/txt2img", json={**BODY, "styles": ["nope"]})
+    assert response.status_code == 400 and "Unknown style: nope" in response.text

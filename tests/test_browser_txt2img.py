@@ -77,3 +77,23 @@ def test_a_corrupt_checkpoint_shows_a_message_and_the_loaded_model_stays(page, a
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
         app_context.cache.current.info.title)
     assert app_context.cache.current.info.name == "tiny-sd1.safetensors"
+
+
+def test_token_counter_and_styles_in_the_page(page, app_context):
+    from playwright.sync_api import expect
+
+    from paragoger.prompts import PromptStyle
+
+    page.fill("#txt2img_prompt textarea", ", ".join(["red apple"] * 50))
+    expect(page.locator("#txt2img_token_counter")).to_contain_text("149/150", timeout=30_000)
+    page.fill("#txt2img_prompt textarea", "a cat")
+    page.fill("#txt2img_neg_prompt textarea", "blurry")
+    page.click("#txt2img_style_save_box")
+    page.fill("#txt2img_style_name textarea", "my style")
+    page.click("#txt2img_style_create")
+    import time
+
+    deadline = time.time() + 20
+    while "my style" not in app_context.styles.names() and time.time() < deadline:
+        time.sleep(0.2)
+    assert app_context.styles.get("my style") == PromptStyle("my style", "a cat", "blurry")

@@ -93,6 +93,9 @@ def build_router(context) -> APIRouter:
     @router.post("/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(body: schemas.Txt2ImgBody):
         request = txt2img_request(body).validate()
+        unknown_styles = [name for name in request.styles if name not in context.styles]
+        if unknown_styles:
+            raise UserError("unknown_style", name=", ".join(unknown_styles))
         context.samplers.resolve(request.sampler_name, request.scheduler)  # 400 before queueing
         result = run_job(context, request)
         return images_response(result, body.model_dump(), context)
@@ -151,6 +154,11 @@ def build_router(context) -> APIRouter:
     def set_options(changes: dict[str, Any] = Body(...)):
         context.apply_options(changes)
         return {}
+
+    @router.get("/prompt-styles")
+    def prompt_styles():
+        return [{"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt}
+                for style in (context.styles.get(name) for name in context.styles.names())]
 
     @router.get("/cmd-flags")
     def cmd_flags():

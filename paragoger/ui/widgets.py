@@ -5,7 +5,6 @@ This module only builds widgets and formats what the core reports; it holds no g
 from __future__ import annotations
 
 import html
-import random
 from dataclasses import dataclass
 
 import gradio as gr
@@ -44,8 +43,31 @@ def seed_widgets(tab: str) -> SeedWidgets:
     return SeedWidgets(seed, random_seed, reuse_seed, subseed, subseed_strength, resize_w, resize_h)
 
 
-def random_seed_value() -> int:
-    return random.randrange(2**32)
+def styles_widgets(context, tab: str, prompt, negative):
+    """The styles dropdown (applied at generation, several at once) and saving the prompts as a new style."""
+    from paragoger.errors import UserError
+    from paragoger.prompts import PromptStyle
+
+    styles = gr.Dropdown(context.styles.names(), value=[], multiselect=True, label=label("Styles"),
+                         elem_id=f"{tab}_styles")
+    with gr.Accordion(label("Save prompts as a style"), open=False, elem_id=f"{tab}_style_save_box"):
+        name = gr.Textbox(label=label("Style name"), elem_id=f"{tab}_style_name")
+        save = gr.Button(label("Save style"), elem_id=f"{tab}_style_create")
+        message = gr.HTML(elem_id=f"{tab}_style_message")
+
+    def save_style(style_name, prompt_text, negative_text, selected):
+        if not (style_name or "").strip():
+            return gr.update(), error_html(UserError("style_needs_name").render())
+        context.styles.save_style(PromptStyle(style_name.strip(), prompt_text or "", negative_text or ""))
+        return gr.update(choices=context.styles.names(), value=selected), ""
+
+    save.click(save_style, inputs=[name, prompt, negative, styles], outputs=[styles, message],
+               api_visibility="private")
+    return styles
+
+
+def token_counter_html(tokens: int, limit: int) -> str:
+    return f'<div class="paragoger-token-counter" title="tokens / limit">{tokens}/{limit}</div>'
 
 
 def progress_html(status: dict | None, *, position: int | None = None) -> str:
@@ -83,5 +105,6 @@ CSS = """
 .paragoger-progress span { position: relative; padding: 0 .6em; line-height: 1.8em; }
 .paragoger-error { color: var(--error-text-color); background: var(--error-background-fill);
   border: 1px solid var(--error-border-color); border-radius: 6px; padding: .5em .8em; }
+.paragoger-token-counter { text-align: right; font-size: 0.8em; opacity: .75; margin-top: -0.4em; }
 .paragoger-infotext p { font-family: var(--font-mono); font-size: 0.85em; white-space: normal; word-break: break-word; }
 """

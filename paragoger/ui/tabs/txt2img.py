@@ -59,12 +59,14 @@ def build(context, settings) -> Txt2ImgTab:
         with gr.Column(scale=6):
             prompt = gr.Textbox(label=label("Prompt"), lines=3, elem_id=f"{tab}_prompt",
                                 placeholder=label("Prompt (press Ctrl+Enter to generate)"))
+            token_counter = gr.HTML(widgets.token_counter_html(0, 75), elem_id=f"{tab}_token_counter")
             negative = gr.Textbox(label=label("Negative prompt"), lines=2, elem_id=f"{tab}_neg_prompt")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button(label("Generate"), variant="primary", elem_id=f"{tab}_generate")
             with gr.Row():
                 interrupt = gr.Button(label("Interrupt"), elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button(label("Skip"), elem_id=f"{tab}_skip", min_width=60)
+            styles = widgets.styles_widgets(context, tab, prompt, negative)
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
@@ -95,10 +97,11 @@ def build(context, settings) -> Txt2ImgTab:
     job_id = gr.State(None)
     last_seed = gr.State(-1)
 
-    def generate_images(prompt_text, negative_text, sampler_name, schedule, steps_value, w, h, batches, size,
+    def generate_images(prompt_text, negative_text, style_names, sampler_name, schedule, steps_value, w, h, batches, size,
                         cfg_value, seed, subseed, subseed_strength, resize_w, resize_h):
         request = GenerationRequest(
-            mode=tab, prompt=prompt_text, negative_prompt=negative_text, sampler_name=sampler_name,
+            mode=tab, prompt=prompt_text, negative_prompt=negative_text, styles=list(style_names or []),
+            sampler_name=sampler_name,
             scheduler=schedule, steps=int(steps_value), width=int(w), height=int(h), n_iter=int(batches),
             batch_size=int(size), cfg_scale=float(cfg_value), seed=int(seed if seed is not None else -1),
             subseed=int(subseed if subseed is not None else -1), subseed_strength=float(subseed_strength),
@@ -123,7 +126,7 @@ def build(context, settings) -> Txt2ImgTab:
         first_seed = result.images[0].seed if result.images else -1
         yield (gallery_items(result), "", widgets.infotext_html(text), None, first_seed, "")
 
-    inputs = [prompt, negative, sampler, scheduler, steps, width, height, batch_count, batch_size, cfg,
+    inputs = [prompt, negative, styles, sampler, scheduler, steps, width, height, batch_count, batch_size, cfg,
               seeds.seed, seeds.subseed, seeds.subseed_strength, seeds.seed_resize_from_w, seeds.seed_resize_from_h]
     outputs = [gallery, progress, infotext, job_id, last_seed, error]
     generate.click(generate_images, inputs=inputs, outputs=outputs, concurrency_limit=None,
@@ -142,6 +145,12 @@ def build(context, settings) -> Txt2ImgTab:
                     show_progress="hidden", api_visibility="private")
     skip.click(control("skip"), inputs=job_id, outputs=None, concurrency_limit=None,
                show_progress="hidden", api_visibility="private")
+    def count_tokens(text, steps_value):
+        tokens, limit = context.token_count(text or "", int(steps_value))
+        return widgets.token_counter_html(tokens, limit)
+
+    prompt.change(count_tokens, inputs=[prompt, steps], outputs=token_counter, show_progress="hidden",
+                  api_visibility="private", concurrency_limit=None, trigger_mode="always_last")
     seeds.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=seeds.seed, show_progress="hidden")
     return Txt2ImgTab(prompt=prompt, negative_prompt=negative, gallery=gallery, infotext=infotext,
                       generate=generate)

@@ -55,7 +55,7 @@ EXTRA_SAFE_GLOBALS: list[tuple[object, str]] = [
     (numpy.dtype, "numpy.dtype"),
     (numpy.ndarray, "numpy.ndarray"),
     # numpy rebuilds a dtype by calling numpy.dtype, then sets its state on the instance, whose class is one of
-    # these (numpy.dtypes.Int64DType, ...); they must be allowed for that second step, they are never called.
+    # these (numpy.dtypes.Int64DType, ...); they must be allowed for that second step (building them is harmless).
     *((type(numpy.dtype(code)), f"numpy.dtypes.{type(numpy.dtype(code)).__name__}") for code in "?bBhHiIlLqQefdgFDG"),
     (LightningModelCheckpoint, LIGHTNING_CHECKPOINT_CLASS),
     (LightningModelCheckpoint, "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint"),
@@ -154,7 +154,8 @@ def load_ckpt(path: Path, *, display_name: str | None = None):
     is_zip = zipfile.is_zipfile(path)
     try:
         with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(EXTRA_SAFE_GLOBALS):
-            # mmap: tensors stay backed by the file until the loader copies them into the model.
+            # mmap: nothing is read until used, so the EMA copies many 2022 files carry cost no memory
+            # (``state_dict`` copies the tensors it keeps).
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:
         message = str(error)

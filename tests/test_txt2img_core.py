@@ -213,3 +213,26 @@ def test_full_vae_preview_when_the_setting_asks_for_it(app_context):
     req = request(steps=4, save_images=False)
     result = app_context.engine.generate(req, Recording(request=req))
     assert len(previews) == 1 and previews[0].size == result.images[0].image.size
+
+
+def test_vae_from_the_vae_folder_replaces_the_checkpoints_own_and_is_written(app_context):
+    from paragoger.model_manager import fixtures
+
+    fixtures.write_vae(app_context.paths.vae_dirs[-1] / "other.vae.safetensors", seed=5)
+    app_context.library.refresh()
+    own = app_context.engine.generate(request(save_images=False))
+    swapped = app_context.engine.generate(request(vae="other.vae.safetensors", save_images=False))
+    assert np.abs(pixels(own.images[0].image) - pixels(swapped.images[0].image)).max() > 0
+    text = swapped.images[0].infotext
+    assert ", VAE hash: " in text and ", VAE: other.vae.safetensors," in text
+    assert "VAE" not in own.images[0].infotext
+
+
+def test_vae_beside_the_checkpoint_is_used_unless_the_setting_says_none(app_context):
+    from paragoger.model_manager import fixtures
+
+    fixtures.write_vae(app_context.paths.default_checkpoint_dir() / "tiny-sd1.vae.safetensors", seed=5)
+    beside = app_context.engine.generate(request(save_images=False))
+    none = app_context.engine.generate(request(vae="None", save_images=False))
+    assert "VAE: tiny-sd1.vae.safetensors" in beside.images[0].infotext
+    assert "VAE" not in none.images[0].infotext

@@ -53,8 +53,9 @@ class Engine:
         current = self.cache.current
         wanted = checkpoint or settings["sd_model_checkpoint"] or (current.info.title if current else None)
         info = self.library.find_checkpoint(wanted)
-        vae_path = self.library.find_vae(vae if vae is not None else settings["sd_vae"])
-        return self.cache.get(info, vae_path)
+        vae_setting = vae if vae is not None else settings["sd_vae"]
+        vae_path = self.library.find_vae(vae_setting)
+        return self.cache.get(info, vae_path, vae_beside=vae_setting != "None")
 
     # The whole generation ---------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:

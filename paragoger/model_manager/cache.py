@@ -51,9 +51,12 @@ class ModelCache:
         with self._lock:
             return next(reversed(self._loaded.values()), None)
 
-    def get(self, info: CheckpointInfo, vae_path=None) -> Components:
-        """Components for ``info`` (with ``vae_path`` replacing its VAE), loading them only when not cached."""
-        key = (str(info.path), str(vae_path) if vae_path else None)
+    def get(self, info: CheckpointInfo, vae_path=None, *, vae_beside: bool = True) -> Components:
+        """Components for ``info`` (with ``vae_path`` replacing its VAE), loading them only when not cached.
+
+        ``vae_beside=False`` ignores a ``<name>.vae.safetensors`` beside the checkpoint (the VAE setting "None").
+        """
+        key = (str(info.path), str(vae_path) if vae_path else None, vae_beside)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
@@ -62,7 +65,8 @@ class ModelCache:
             # only dropped once the new one has loaded (a corrupt file must leave it in place).
             while len(self._loaded) > self.limit - 1 and len(self._loaded) > 1:
                 self._drop(next(iter(self._loaded)))
-            components = self._loader(info, device=self.device.device, dtype=self.device.dtype, vae_path=vae_path)
+            components = self._loader(info, device=self.device.device, dtype=self.device.dtype, vae_path=vae_path,
+                                      vae_beside_checkpoint=vae_beside)
             if components.vae.dtype != self.device.vae_dtype:  # --no-half-vae, or fp32 VAE beside a bf16 UNet
                 components.vae.to(self.device.vae_dtype)
             while len(self._loaded) >= self.limit:

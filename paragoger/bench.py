@@ -45,6 +45,14 @@ def _per_step_times(stamps: list[float]) -> list[float]:
 
 def run(args) -> dict:
     import torch
+
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-") as tmp:
+        return _measure(args, Path(tmp))
+
+
+def _measure(args, workdir: Path) -> dict:
+    import torch
     from diffusers import StableDiffusionPipeline
 
     from paragoger.core.devices import choose_device
@@ -58,8 +66,6 @@ def run(args) -> dict:
     from paragoger.samplers import default_sampler_registry
     from paragoger.settings import Settings
 
-    torch.set_grad_enabled(False)
-    workdir = Path(tempfile.mkdtemp(prefix="paragoger-bench-"))
     model_path = _model_file(args, workdir)
     paths = Paths.build(data_dir=workdir, ckpt_dirs=[model_path.parent])
     device = choose_device(args.device, precision=args.precision)

@@ -67,6 +67,13 @@ ENGLISH.update({
     "bad_image": "The {field} could not be read: {reason}.",
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
+    "init_image_missing": "img2img needs a picture to start from.",
+    "denoising_out_of_range": "Denoising strength must be between 0 and 1 (got {value}).",
+    "resize_mode_unknown": "Unknown resize mode {value} (0 just resize, 1 crop and resize, 2 resize and fill, "
+                           "3 latent upscale).",
+    "inpainting_fill_unknown": "Unknown masked content {value} (0 fill, 1 original, 2 latent noise, "
+                               "3 latent nothing).",
+    "mask_size_mismatch": "The mask ({mask}) must be the same size as the picture ({image}).",
     "unknown_style": "Unknown style: {name}. Styles are listed at /sdapi/v1/prompt-styles.",
     "style_needs_name": "Give the style a name.",
     "download_failed": "Could not download {url}: {reason}.",

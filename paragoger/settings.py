@@ -70,6 +70,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("outdir_samples", "", "Output folder for images (empty: per-mode folders)", "saving"),
     OptionSpec("outdir_txt2img_samples", "txt2img-images", "Output folder for txt2img images", "saving"),
     OptionSpec("outdir_txt2img_grids", "txt2img-grids", "Output folder for txt2img grids", "saving"),
+    OptionSpec("outdir_img2img_samples", "img2img-images", "Output folder for img2img images", "saving"),
+    OptionSpec("outdir_img2img_grids", "img2img-grids", "Output folder for img2img grids", "saving"),
     # Live previews
     OptionSpec("live_previews_enable", True, "Show live previews while generating", "previews"),
     OptionSpec("show_progress_every_n_steps", 2, "Live preview every N steps", "previews", minimum=1, maximum=50),

@@ -99,15 +99,16 @@ def sampling_step(index: int, order: int, steps: int) -> int:
 
 
 def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps: int, step_kwargs: dict,
-            added_time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
-            hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
-    """Run ``scheduler.timesteps`` (already set) from ``latents``; returns the final (or interrupted) latents.
+            timesteps: torch.Tensor | None = None, added_time_ids: torch.Tensor | None = None,
+            image_conditioning: torch.Tensor | None = None, hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
+    """Run ``timesteps`` (default: all of ``scheduler.timesteps``, already set) from ``latents``; returns the final
+    (or interrupted) latents. img2img passes the tail of the schedule that its denoising strength leaves.
 
     ``image_conditioning`` is concatenated to the UNet input's channels for models that take more than the
     latents (inpainting: mask + masked-image latents), after the scheduler has scaled the latents.
     """
     copies = guidance.copies
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps if timesteps is None else timesteps
     for index, t in enumerate(timesteps):
         step = sampling_step(index, scheduler.order, steps)
         conditioning = guidance.at(step)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
+from paragoger.core import img2img
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.denoise import Guidance, ScheduledConditioning, StepState, denoise
 from paragoger.core.jobs import Job
 from paragoger.core.parameters import generation_parameters
+from paragoger.core.pictures import PreparedPictures, prepare_pictures
 from paragoger.core.prompting import PreparedPrompts, prepare_prompts
 from paragoger.core.request import GeneratedImage, GenerationRequest, GenerationResult
 from paragoger.imaging import grid as grids
@@ -71,6 +73,7 @@ class Engine:
         prompt, negative = prompts.prompt, prompts.negative_prompt
         encoder = PromptEncoder(components, clip_skip=self._clip_skip(request, settings))
 
+        pictures = prepare_pictures(request) if request.mode == "img2img" else None
         first_seed = seeding.resolve_seed(request.seed)
         first_subseed = seeding.resolve_seed(request.subseed)
         images: list[GeneratedImage] = []
@@ -78,8 +81,14 @@ class Engine:
             if job.interrupted:
                 break
             job.set_steps(batch.index, request.n_iter, request.steps)
-            latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings, job)
-            decoded = self._decode(components, latents)
+            if pictures is not None and request.denoising_strength == 0:
+                decoded = [pictures.for_image(i)[0] for i in range(len(batch.seeds))]  # nothing to denoise
+            else:
+                latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings,
+                                       job, pictures)
+                decoded = self._decode(components, latents)
+            if pictures is not None:
+                decoded = [pictures.finish(i, image) for i, image in enumerate(decoded)]
             for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
                 params = generation_parameters(
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
@@ -144,9 +153,9 @@ class Engine:
             dtype=self.cache.device.dtype, source=settings["randn_source"].lower())
 
     # 4. Denoising ----------------------------------------------------------------------------------------------
-    def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings,
-                job: Job) -> torch.Tensor:
-        device = self.cache.device.device
+    def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
+                pictures: PreparedPictures | None = None) -> torch.Tensor:
+        device, dtype = self.cache.device.device, self.cache.device.dtype
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
                                                    noise_seeds=batch.seeds)
         try:
@@ -155,16 +164,34 @@ class Engine:
             raise UserError("sampler_config_invalid", sampler=sampler.name, schedule=schedule.label,
                             reason=str(err)) from err
         guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds))
-        noise = self._initial_noise(request, components, batch, settings)
-        latents = noise * scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings)
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
-        hooks = (self._progress_hook(job, components, settings),)
+        hooks = [self._progress_hook(job, components, settings)]
         with torch.inference_mode():
-            image_conditioning = self._txt2img_image_conditioning(components, latents)
+            if pictures is None:
+                latents = self._initial_noise(request, components, batch, settings) * scheduler.init_noise_sigma
+                timesteps, steps, generators = None, request.steps, None
+                image_conditioning = self._txt2img_image_conditioning(components, latents)
+            else:
+                start = self._start_from_pictures(request, components, scheduler, pictures, batch, device, dtype)
+                latents, timesteps, steps = start.latents, start.timesteps, start.steps
+                generators, image_conditioning = start.generators, start.image_conditioning
+                if start.latent_mask is not None:
+                    hooks.insert(0, img2img.blend_hook(start, scheduler))
+            job.set_steps(batch.index, request.n_iter, steps)
+            step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings, generators)
             return denoise(unet=components.unet, scheduler=scheduler, latents=latents, guidance=guidance,
-                           steps=request.steps, step_kwargs=step_kwargs, added_time_ids=added_time_ids,
-                           image_conditioning=image_conditioning, hooks=hooks)
+                           steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
+                           image_conditioning=image_conditioning, hooks=tuple(hooks))
+
+    @staticmethod
+    def _start_from_pictures(request, components, scheduler, pictures: PreparedPictures, batch: _Batch, device,
+                             dtype) -> img2img.StartLatents:
+        chosen = [pictures.for_image(i) for i in range(len(batch.seeds))]
+        masks = [mask for _, mask in chosen if mask is not None]
+        return img2img.prepare_start(
+            components, scheduler, pixels=img2img.pil_to_tensor([image for image, _ in chosen]), seeds=batch.seeds,
+            steps=request.steps, strength=request.denoising_strength, device=device, dtype=dtype,
+            mask=img2img.mask_to_tensor(masks) if masks else None, masked_content=request.inpainting_fill)
 
     def _txt2img_image_conditioning(self, components: Components, latents: torch.Tensor) -> torch.Tensor | None:
         """Inpainting models also take a mask and a masked image: for txt2img, as A1111 does, the whole picture
@@ -180,14 +207,15 @@ class Engine:
         conditioning = torch.cat([mask, grey_latents.to(latents.dtype)], dim=1)
         return conditioning.expand(latents.shape[0], -1, -1, -1)
 
-    def _step_kwargs(self, sampler, scheduler, request, components: Components, batch: _Batch, settings) -> dict:
-        """Per-image generators for samplers that add noise each step, and ``eta`` for DDIM."""
-        generators = None
-        if sampler.needs_generator:
+    def _step_kwargs(self, sampler, scheduler, request, components: Components, batch: _Batch, settings,
+                     generators: list | None = None) -> dict:
+        """Per-image generators for samplers that add noise each step (img2img continues the generators that
+        drew its starting noise), and ``eta`` for DDIM."""
+        if sampler.needs_generator and generators is None:
             generators = seeding.step_generators(
                 batch.seeds, self._latent_shape(request, components), source=settings["randn_source"].lower(),
                 device=self.cache.device.device)
-        kwargs = sampler.step_kwargs(generators)
+        kwargs = sampler.step_kwargs(generators if sampler.needs_generator else None)
         if "eta" in inspect.signature(scheduler.step).parameters:
             kwargs["eta"] = settings["eta_ddim"]
         return kwargs
@@ -237,7 +265,7 @@ class Engine:
     def _save_image(self, request: GenerationRequest, item: GeneratedImage, settings) -> None:
         if not (request.save_images and settings["samples_save"]):
             return
-        outdir = self._output_dir(settings, "outdir_txt2img_samples")
+        outdir = self._output_dir(settings, f"outdir_{request.mode}_samples")
         item.path = str(saving.save_image(item.image, item.infotext, outdir=outdir, seed=item.seed,
                                           extension=settings["samples_format"],
                                           jpeg_quality=settings["jpeg_quality"]))
@@ -247,7 +275,7 @@ class Engine:
             return
         result.grid = grids.make_grid([item.image for item in result.images])
         if request.save_images and settings["grid_save"] and not request.do_not_save_grid:
-            outdir = self._output_dir(settings, "outdir_txt2img_grids")
+            outdir = self._output_dir(settings, f"outdir_{request.mode}_grids")
             result.grid_path = str(saving.save_grid(result.grid, result.images[0].infotext, outdir=outdir,
                                                     extension=settings["grid_format"],
                                                     jpeg_quality=settings["jpeg_quality"]))

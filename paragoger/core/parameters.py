@@ -31,10 +31,29 @@ def generation_parameters(request, *, seed: int, subseed: int, components, sampl
         "Variation seed strength": _number(request.subseed_strength) if request.subseed_strength > 0 else None,
         "Seed resize from": (f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
                              if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None),
+        "Denoising strength": _number(request.denoising_strength) if request.mode == "img2img" else None,
         "Clip skip": clip_skip if clip_skip > 1 else None,
         "RNG": rng if rng != "GPU" else None,
     }
+    params.update(_inpaint_parameters(request))
     params.update(extra or {})
     params.update(request.extra_params)
     params["Version"] = f"Paragoger-{__version__}"
     return ordered_params({key: value for key, value in params.items() if value is not None})
+
+
+MASKED_CONTENT_LABELS = ("fill", "original", "latent noise", "latent nothing")
+
+
+def _inpaint_parameters(request) -> dict[str, Any]:
+    """A1111 writes these only for inpainting, and leaves out the values a reader assumes by default."""
+    if request.mode != "img2img" or request.mask is None:
+        return {}
+    only_masked = request.inpaint_full_res
+    return {
+        "Mask blur": request.mask_blur,
+        "Masked content": MASKED_CONTENT_LABELS[request.inpainting_fill] if request.inpainting_fill != 1 else None,
+        "Inpaint area": "Only masked" if only_masked else None,
+        "Masked area padding": request.inpaint_full_res_padding if only_masked else None,
+        "Mask mode": "Inpaint not masked" if request.inpainting_mask_invert else None,
+    }

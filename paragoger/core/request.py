@@ -38,6 +38,17 @@ class GenerationRequest:
     send_images: bool = True
     do_not_save_grid: bool = False
     extra_params: dict[str, Any] = field(default_factory=dict)   # extra infotext fields (scripts, extensions)
+    # img2img, inpaint, outpaint, sketch (A1111's field names; ignored by txt2img)
+    init_images: list[Any] = field(default_factory=list)       # PIL images
+    mask: Any = None                                            # PIL image: white = regenerate
+    resize_mode: int = 0                                        # imaging.resize.RESIZE_MODES index
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask_blur: int = 4
+    inpainting_fill: int = 1                                    # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = False                              # "Only masked"
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: int = 0
 
     def validate(self) -> "GenerationRequest":
         """Checks what can be checked without a model; raises UserError with the reason."""
@@ -51,6 +62,18 @@ class GenerationRequest:
             raise UserError("batch_out_of_range", high_size=MAX_BATCH_SIZE, high_count=MAX_BATCH_COUNT)
         if not 0 <= self.cfg_scale <= 100:
             raise UserError("cfg_out_of_range", cfg=self.cfg_scale)
+        if self.mode == "img2img":
+            if not self.init_images:
+                raise UserError("init_image_missing")
+            if not 0.0 <= self.denoising_strength <= 1.0:
+                raise UserError("denoising_out_of_range", value=self.denoising_strength)
+            if self.resize_mode not in (0, 1, 2, 3):
+                raise UserError("resize_mode_unknown", value=self.resize_mode)
+            if self.inpainting_fill not in (0, 1, 2, 3):
+                raise UserError("inpainting_fill_unknown", value=self.inpainting_fill)
+            if self.mask is not None and self.mask.size != self.init_images[0].size:
+                raise UserError("mask_size_mismatch", mask=f"{self.mask.width}x{self.mask.height}",
+                                image=f"{self.init_images[0].width}x{self.init_images[0].height}")
         return self
 
     @property

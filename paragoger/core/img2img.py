@@ -1,0 +1,126 @@
+"""Starting latents for modes that begin from a picture: img2img, inpaint, outpaint, sketch.
+
+The picture is encoded by the checkpoint's own VAE, noised to the point the denoising strength says, and the
+denoising loop then runs only the rest of the schedule. For inpainting, ordinary checkpoints get the unmasked
+area put back after every step (noised to the next step's level); inpainting checkpoints (9-channel UNet) get the
+mask and the masked picture's latents as extra input channels instead.
+
+Random numbers are drawn in the order diffusers' img2img and inpaint pipelines draw them from one generator per
+image (encode, then noise, then the masked picture), so the same seed gives the same pixels as those pipelines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from paragoger.core.denoise import StepState
+
+# A1111's "masked content" choices (the API's inpainting_fill integer is the index).
+FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
+
+
+@dataclass
+class StartLatents:
+    latents: torch.Tensor                      # where sampling starts
+    timesteps: torch.Tensor                    # the part of the schedule left to run
+    steps: int                                 # how many sampling steps that is (what progress counts)
+    generators: list[torch.Generator]          # continue into the sampler's per-step noise
+    image_latents: torch.Tensor | None = None  # clean picture latents, for blending (ordinary inpaint)
+    noise: torch.Tensor | None = None
+    latent_mask: torch.Tensor | None = None    # 1 where the picture is regenerated, at latent size
+    image_conditioning: torch.Tensor | None = None  # inpainting checkpoints: [mask, masked picture latents]
+
+
+def pil_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """RGB pictures -> (N, 3, H, W) in -1..1, as diffusers' image processor makes them."""
+    arrays = [np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def mask_to_tensor(masks: list[Image.Image]) -> torch.Tensor:
+    """Masks -> (N, 1, H, W) of 0/1 (white = regenerate), binarised at one half like diffusers does."""
+    arrays = [np.asarray(mask.convert("L"), dtype=np.float32) / 255.0 for mask in masks]
+    tensor = torch.from_numpy(np.stack(arrays))[:, None]
+    return (tensor >= 0.5).to(tensor.dtype)
+
+
+def remaining_timesteps(scheduler, steps: int, strength: float) -> tuple[torch.Tensor, int]:
+    """The tail of the schedule a denoising strength leaves: strength 0.75 of 20 steps runs the last 15."""
+    run = min(int(steps * strength), steps)
+    start = max(steps - run, 0)
+    timesteps = scheduler.timesteps[start * scheduler.order:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * scheduler.order)
+    return timesteps, steps - start
+
+
+def encode(vae, pixels: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Sample each picture's latents with its own generator (the VAE encodes a distribution)."""
+    latents = [vae.encode(pixels[i:i + 1].to(vae.dtype)).latent_dist.sample(generator=generators[i])
+               for i in range(pixels.shape[0])]
+    return torch.cat(latents) * vae.config.scaling_factor
+
+
+def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[int], steps: int, strength: float,
+                  device: torch.device, dtype: torch.dtype, mask: torch.Tensor | None = None,
+                  masked_content: int = ORIGINAL) -> StartLatents:
+    """Everything sampling needs to start from ``pixels`` (N, 3, H, W), optionally inpainting under ``mask``."""
+    generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+    timesteps, run_steps = remaining_timesteps(scheduler, steps, strength)
+    full_strength = strength >= 1.0
+    vae = components.vae
+    pixels = pixels.to(device)
+    inpaint_model = components.variant == "inpaint"
+    latent_shape = (pixels.shape[0], components.latent_channels,
+                    pixels.shape[2] // components.vae_scale_factor, pixels.shape[3] // components.vae_scale_factor)
+
+    image_latents = None
+    if not (inpaint_model and full_strength):
+        image_latents = encode(vae, pixels, generators).to(dtype)
+    noise = _randn(latent_shape, generators, device, dtype)
+    latent_mask = None
+    if mask is not None:
+        latent_mask = torch.nn.functional.interpolate(mask.to(device), size=latent_shape[-2:]).to(dtype)
+        if image_latents is not None and masked_content in (LATENT_NOISE, LATENT_NOTHING):
+            # A1111's latent fills: the masked area starts from fresh noise, or from nothing at all.
+            replacement = (_randn(latent_shape, generators, device, dtype) if masked_content == LATENT_NOISE
+                           else torch.zeros_like(image_latents))
+            image_latents = image_latents * (1 - latent_mask) + replacement * latent_mask
+
+    if full_strength:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(latent_shape[0]))
+
+    image_conditioning = None
+    if inpaint_model:
+        mask_full = mask if mask is not None else torch.ones_like(pixels[:, :1])
+        masked_pixels = pixels * (mask_full.to(device) < 0.5)
+        masked_latents = encode(vae, masked_pixels, generators).to(dtype)
+        small_mask = latent_mask if latent_mask is not None else torch.ones_like(noise[:, :1])
+        image_conditioning = torch.cat([small_mask, masked_latents], dim=1)
+    return StartLatents(latents=latents, timesteps=timesteps, steps=run_steps, generators=generators,
+                        image_latents=image_latents, noise=noise,
+                        latent_mask=None if inpaint_model else latent_mask, image_conditioning=image_conditioning)
+
+
+def _randn(shape, generators, device, dtype) -> torch.Tensor:
+    noise = [torch.randn((1, *shape[1:]), generator=generator, dtype=torch.float32) for generator in generators]
+    return torch.cat(noise).to(device=device, dtype=dtype)
+
+
+def blend_hook(start: StartLatents, scheduler):
+    """Ordinary checkpoints inpaint by putting the unmasked picture back after each step, noised to the level of
+    the step that comes next (clean after the last one)."""
+    timesteps = start.timesteps
+
+    def hook(state: StepState) -> None:
+        known = start.image_latents
+        if state.index < len(timesteps) - 1:
+            known = scheduler.add_noise(known, start.noise, timesteps[state.index + 1:state.index + 2])
+        state.latents = (1 - start.latent_mask) * known + start.latent_mask * state.latents
+
+    return hook

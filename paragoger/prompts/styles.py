@@ -86,8 +86,19 @@ class StyleStore:
     # -- reading -------------------------------------------------------------
 
     def reload(self) -> None:
-        """Read the file again; a missing file means no styles."""
-        table = _Table.parse(self._read_text())
+        """Read the file again; a missing file means no styles.
+
+        A file that cannot be read as UTF-8 CSV also gives no styles (as in
+        A1111, which reports it and goes on); ``load_error`` says why, and
+        saving refuses to overwrite it.
+        """
+        self.load_error: str | None = None
+        try:
+            table = _Table.parse(self._read_text())
+        except (UnicodeDecodeError, csv.Error) as error:
+            self.load_error = f"{self.path}: {error}"
+            self._styles = {}
+            return
         self._styles = {style.name: style for style in table.styles()}
 
     def names(self) -> list[str]:
@@ -211,10 +222,12 @@ class _Table:
         for field_name in _FIELDS:
             if self.column(field_name) is None:
                 self.header.append(field_name)
-        row = [""] * len(self.header)
+        same = [index for index, old in enumerate(self.rows) if self.cell(old, "name") == style.name]
+        # A replaced row keeps its cells in columns A1111 does not know.
+        row = list(self.rows[same[0]]) if same else []
+        row += [""] * (len(self.header) - len(row))
         for field_name, value in zip(_FIELDS, (style.name, style.prompt, style.negative_prompt)):
             row[self.column(field_name)] = value
-        same = [index for index, old in enumerate(self.rows) if self.cell(old, "name") == style.name]
         if same:
             self.rows[same[0]] = row
             self.rows = [old for index, old in enumerate(self.rows) if index not in same[1:]]

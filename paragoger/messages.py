@@ -67,6 +67,7 @@ ENGLISH.update({
     "bad_image": "The {field} could not be read: {reason}.",
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
+    "outpaint_out_of_range": "Outpainting extends each side by 0 to {high} pixels, filled with one of: {fills}.",
     "init_image_missing": "img2img needs a picture to start from.",
     "denoising_out_of_range": "Denoising strength must be between 0 and 1 (got {value}).",
     "resize_mode_unknown": "Unknown resize mode {value} (0 just resize, 1 crop and resize, 2 resize and fill, "

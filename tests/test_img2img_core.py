@@ -122,3 +122,17 @@ def test_one_copy_of_the_unet_serves_txt2img_img2img_and_inpaint(app_context):
 def test_bad_img2img_requests_are_refused_with_a_reason(app_context, changes, message):
     with pytest.raises(UserError, match=message):
         app_context.engine.generate(img2img(**changes))
+
+
+def test_outpaint_extends_the_canvas_and_keeps_the_original_in_place(app_context):
+    from paragoger.core.outpaint import OutpaintOptions, outpaint_request
+
+    base = img2img(denoising_strength=1.0)
+    request = outpaint_request(base, OutpaintOptions(left=32, bottom=16, fill="edge"))
+    assert (request.width, request.height) == (96, 80)
+    result = app_context.engine.generate(request)
+    out = pixels(result.images[0].image)
+    assert out.shape[:2] == (80, 96)
+    # The original sits untouched away from the seam; the new strip on the left was generated.
+    assert np.array_equal(out[:40, 60:], pixels(picture())[:40, 28:])
+    assert "Outpaint: 32 0 0 16 edge" in result.images[0].infotext

@@ -8,7 +8,7 @@ from paragoger.errors import UserError
 from paragoger.settings import OPTION_SPECS
 from paragoger.ui import widgets
 from paragoger.ui.labels import label, reset_table, use_table
-from paragoger.ui.tabs import txt2img
+from paragoger.ui.tabs import img2img, txt2img
 
 TITLE = "Paragoger SD"
 
@@ -117,6 +117,8 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
             with gr.Tabs(elem_id="tabs"):
                 with gr.Tab(label("txt2img"), id="txt2img", elem_id="tab_txt2img"):
                     txt2img.build(context, context.settings)
+                with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
+                    img2img.build(context, context.settings)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
         return demo

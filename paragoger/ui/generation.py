@@ -1,0 +1,202 @@
+"""What every generation tab shares: the prompt row, the sampler/size/seed controls, the output panel, and the
+handler that turns the widgets into a GenerationRequest, queues it and streams progress back.
+
+A tab adds its own inputs (init image, mask, ...) through ``extra_inputs`` and a function that puts their values
+into the request; everything else is the same code for txt2img and img2img.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gradio as gr
+
+from paragoger.core.jobs import FAILED
+from paragoger.core.request import GenerationRequest
+from paragoger.errors import UserError
+from paragoger.ui import widgets
+from paragoger.ui.labels import label
+
+POLL_SECONDS = 0.4
+
+
+@dataclass
+class GenerationPanel:
+    tab: str
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    styles: gr.Dropdown
+    token_counter: gr.HTML
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+    sampler: gr.Dropdown
+    scheduler: gr.Dropdown
+    steps: gr.Slider
+    width: gr.Slider
+    height: gr.Slider
+    batch_count: gr.Slider
+    batch_size: gr.Slider
+    cfg_scale: gr.Slider
+    seeds: widgets.SeedWidgets
+    progress: gr.HTML = None
+    gallery: gr.Gallery = None
+    infotext: gr.HTML = None
+    error: gr.HTML = None
+    extra: dict = field(default_factory=dict)
+
+    def common_inputs(self) -> list:
+        s = self.seeds
+        return [self.prompt, self.negative_prompt, self.styles, self.sampler, self.scheduler, self.steps,
+                self.width, self.height, self.batch_count, self.batch_size, self.cfg_scale, s.seed, s.subseed,
+                s.subseed_strength, s.seed_resize_from_w, s.seed_resize_from_h]
+
+
+def prompt_row(context, tab: str) -> dict:
+    with gr.Row(elem_id=f"{tab}_toprow"):
+        with gr.Column(scale=6):
+            prompt = gr.Textbox(label=label("Prompt"), lines=3, elem_id=f"{tab}_prompt",
+                                placeholder=label("Prompt (press Ctrl+Enter to generate)"))
+            token_counter = gr.HTML(widgets.token_counter_html(0, 75), elem_id=f"{tab}_token_counter")
+            negative = gr.Textbox(label=label("Negative prompt"), lines=2, elem_id=f"{tab}_neg_prompt")
+        with gr.Column(scale=1, min_width=160):
+            generate = gr.Button(label("Generate"), variant="primary", elem_id=f"{tab}_generate")
+            with gr.Row():
+                interrupt = gr.Button(label("Interrupt"), elem_id=f"{tab}_interrupt", min_width=60)
+                skip = gr.Button(label("Skip"), elem_id=f"{tab}_skip", min_width=60)
+            styles = widgets.styles_widgets(context, tab, prompt, negative)
+    return dict(prompt=prompt, token_counter=token_counter, negative_prompt=negative, generate=generate,
+                interrupt=interrupt, skip=skip, styles=styles)
+
+
+def sampling_controls(context, settings, tab: str) -> dict:
+    samplers = [spec["name"] for spec in context.samplers.samplers()]
+    schedules = [spec["label"] for spec in context.samplers.schedules()]
+    with gr.Row():
+        sampler = gr.Dropdown(samplers, value=settings["default_sampler"], label=label("Sampling method"),
+                              elem_id=f"{tab}_sampling")
+        scheduler = gr.Dropdown(schedules, value=settings["default_scheduler"], label=label("Schedule type"),
+                                elem_id=f"{tab}_scheduler")
+    steps = gr.Slider(1, 150, value=settings["default_steps"], step=1, label=label("Sampling steps"),
+                      elem_id=f"{tab}_steps")
+    with gr.Row():
+        with gr.Column():
+            width = gr.Slider(64, 2048, value=512, step=8, label=label("Width"), elem_id=f"{tab}_width")
+            height = gr.Slider(64, 2048, value=512, step=8, label=label("Height"), elem_id=f"{tab}_height")
+        with gr.Column():
+            batch_count = gr.Slider(1, 100, value=1, step=1, label=label("Batch count"),
+                                    elem_id=f"{tab}_batch_count")
+            batch_size = gr.Slider(1, 8, value=1, step=1, label=label("Batch size"), elem_id=f"{tab}_batch_size")
+    cfg_scale = gr.Slider(1, 30, value=settings["default_cfg_scale"], step=0.5, label=label("CFG Scale"),
+                          elem_id=f"{tab}_cfg_scale")
+    seeds = widgets.seed_widgets(tab)
+    return dict(sampler=sampler, scheduler=scheduler, steps=steps, width=width, height=height,
+                batch_count=batch_count, batch_size=batch_size, cfg_scale=cfg_scale, seeds=seeds)
+
+
+def output_panel(panel: GenerationPanel) -> None:
+    tab = panel.tab
+    panel.progress = gr.HTML(elem_id=f"{tab}_progress")
+    panel.gallery = gr.Gallery(label=label("Output"), format="png", columns=2, height=520,
+                               elem_id=f"{tab}_gallery", interactive=False)
+    panel.infotext = gr.HTML(elem_id=f"{tab}_html_info")
+    panel.error = gr.HTML(elem_id=f"{tab}_error")
+
+
+def gallery_items(result) -> list:
+    """Saved files when there are any (their PNGs carry the infotext), else the images with it in ``info``."""
+    items = []
+    for item in result.images:
+        if item.path:
+            items.append((item.path, None))
+        else:
+            item.image.info["parameters"] = item.infotext
+            items.append((item.image, None))
+    if result.grid is not None:
+        items.insert(0, (result.grid_path or result.grid, None))
+    return items
+
+
+def run_request(context, request: GenerationRequest):
+    """Queue ``request`` and yield (job, status-html, preview) while it waits and runs; the job at the end."""
+    job = context.queue.submit(request)
+    last_preview = -1
+    while not job.wait(POLL_SECONDS):
+        position = context.queue.position(job)
+        preview = None
+        if job.progress.preview_id != last_preview and job.progress.preview is not None:
+            last_preview, preview = job.progress.preview_id, job.progress.preview
+        status = context.job_status(job, include_image=False)
+        yield job, widgets.progress_html(status, position=position), preview
+    yield job, "", None
+
+
+def base_request(context, mode: str, values: list) -> GenerationRequest:
+    """The request from the common inputs, in ``GenerationPanel.common_inputs`` order."""
+    (prompt, negative, style_names, sampler, schedule, steps, width, height, batches, size, cfg, seed, subseed,
+     subseed_strength, resize_w, resize_h) = values
+    return GenerationRequest(
+        mode=mode, prompt=prompt or "", negative_prompt=negative or "", styles=list(style_names or []),
+        sampler_name=sampler, scheduler=schedule, steps=int(steps), width=int(width), height=int(height),
+        n_iter=int(batches), batch_size=int(size), cfg_scale=float(cfg),
+        seed=int(seed if seed is not None else -1), subseed=int(subseed if subseed is not None else -1),
+        subseed_strength=float(subseed_strength), seed_resize_from_w=int(resize_w),
+        seed_resize_from_h=int(resize_h), checkpoint=context.settings["sd_model_checkpoint"] or None,
+        save_images=True)
+
+
+def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
+         fill_request: Callable[[GenerationRequest, list], GenerationRequest] | None = None) -> None:
+    """Connect Generate (and Enter in the prompt), Interrupt, Skip, reuse seed and the token counter."""
+    job_id = gr.State(None)
+    last_seed = gr.State(-1)
+    common = panel.common_inputs()
+
+    def generate(*values):
+        try:
+            request = base_request(context, panel.tab, list(values[:len(common)]))
+            if fill_request is not None:
+                request = fill_request(request, list(values[len(common):]))
+            request.validate()
+            context.samplers.resolve(request.sampler_name, request.scheduler)
+            job = None
+            for job, status_html, preview in run_request(context, request):
+                yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,
+                       gr.update(), job.id, gr.update(), "")
+        except UserError as err:
+            yield gr.update(), "", gr.update(), None, gr.update(), widgets.error_html(str(err))
+            return
+        if job.state == FAILED:
+            yield gr.update(value=[]), "", gr.update(), None, gr.update(), widgets.error_html(str(job.error))
+            return
+        result = job.result
+        text = result.images[0].infotext if result.images else ""
+        first_seed = result.images[0].seed if result.images else -1
+        yield gallery_items(result), "", widgets.infotext_html(text), None, first_seed, ""
+
+    inputs = [*common, *extra_inputs]
+    outputs = [panel.gallery, panel.progress, panel.infotext, job_id, last_seed, panel.error]
+    for trigger in (panel.generate.click, panel.prompt.submit):
+        trigger(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, show_progress="hidden",
+                api_visibility="private")
+
+    def control(action):
+        def handler(current_job_id):
+            job = context.queue.get(current_job_id) if current_job_id else None
+            if job is not None:
+                context.queue.cancel(job) if action == "interrupt" else job.skip()
+        return handler
+
+    for button, action in ((panel.interrupt, "interrupt"), (panel.skip, "skip")):
+        button.click(control(action), inputs=job_id, outputs=None, concurrency_limit=None,
+                     show_progress="hidden", api_visibility="private")
+
+    def count_tokens(text, steps_value):
+        tokens, limit = context.token_count(text or "", int(steps_value))
+        return widgets.token_counter_html(tokens, limit)
+
+    panel.prompt.change(count_tokens, inputs=[panel.prompt, panel.steps], outputs=panel.token_counter,
+                        show_progress="hidden", api_visibility="private", concurrency_limit=None,
+                        trigger_mode="always_last")
+    panel.seeds.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=panel.seeds.seed,
+                                 show_progress="hidden")

@@ -1,0 +1,61 @@
+"""A person inpaints in the browser: uploads a picture, paints a mask stroke, generates, and gets a picture
+whose parameters say it was inpainted."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_browser_txt2img import ARGS, CHROMIUM, set_slider  # noqa: F401  (shared browser set-up)
+
+
+@pytest.fixture
+def page(app_context, serve_app):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    app_context.startup()
+    url = serve_app(app_context)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1100})
+        tab.goto(url + "/")
+        tab.wait_for_selector("#tab_img2img-button", timeout=60_000)
+        yield tab
+        browser.close()
+
+
+def test_paint_a_mask_stroke_and_inpaint(page, app_context, tmp_path):
+    from playwright.sync_api import expect
+
+    rng = np.random.default_rng(0)
+    picture = np.clip(np.linspace(40, 210, 64)[None, :, None] + rng.normal(0, 25, (64, 64, 3)), 0, 255)
+    Image.fromarray(picture.astype(np.uint8)).save(tmp_path / "start.png")
+
+    page.click("#tab_img2img-button")
+    page.click("#img2img_inpaint_tab-button")
+    expect(page.locator("#img2maskimg")).to_contain_text("Upload an image", timeout=30_000)
+    page.locator("#img2maskimg input[type=file]").first.set_input_files(str(tmp_path / "start.png"))
+    expect(page.locator("#img2maskimg")).not_to_contain_text("Upload an image", timeout=30_000)
+    set_slider(page, "img2img_width", 64)
+    set_slider(page, "img2img_height", 64)
+    page.locator("#img2maskimg button[aria-label='Brush']").click()
+    canvas = page.locator("#img2maskimg canvas").first
+    canvas.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 40, cy)
+    page.mouse.down()
+    page.mouse.move(cx, cy + 10, steps=3)
+    page.mouse.move(cx + 40, cy, steps=3)
+    page.mouse.up()
+    page.fill("#img2img_prompt textarea", "a small boat")
+    set_slider(page, "img2img_steps", 4)
+    page.click("#img2img_generate")
+    info = page.locator("#img2img_html_info")
+    expect(info).to_contain_text("Denoising strength: 0.75", timeout=90_000)
+    expect(info).to_contain_text("Mask blur: 4")
+    expect(info).to_contain_text("Size: 64x64")
+    saved = list((app_context.paths.outputs_dir / "img2img-images").rglob("*.png"))
+    assert len(saved) == 1
+    result = np.asarray(Image.open(saved[0]).convert("RGB")).astype(int)
+    start = np.asarray(Image.open(tmp_path / "start.png").convert("RGB")).astype(int)
+    changed = np.abs(result - start).max(axis=2) > 0
+    assert changed.any() and not changed.all()  # only the painted stroke (and its blur) was redrawn

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from paragoger.api import schemas
-from paragoger.imaging.transport import encode_png_base64
+from paragoger.core.outpaint import OutpaintOptions, outpaint_request
+from paragoger.imaging.transport import decode_image_base64, encode_png_base64
 from paragoger.core.jobs import FAILED
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import UserError
@@ -30,6 +31,26 @@ def txt2img_request(body: schemas.Txt2ImgBody) -> GenerationRequest:
         save_images=body.save_images and not body.do_not_save_samples, send_images=body.send_images,
         do_not_save_grid=body.do_not_save_grid,
     )
+
+
+def img2img_request(body: schemas.Img2ImgBody) -> GenerationRequest:
+    """A1111's img2img body: the txt2img fields plus the pictures (plain base64 or data URLs) and mask options."""
+    if not body.init_images:
+        raise UserError("init_image_missing")
+    images = [decode_image_base64(data, field=f"init_images[{i}]").convert("RGB")
+              for i, data in enumerate(body.init_images)]
+    mask = decode_image_base64(body.mask, field="mask") if body.mask else None
+    blur = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
+    request = txt2img_request(body).copy(
+        mode="img2img", init_images=images, mask=mask, resize_mode=body.resize_mode,
+        denoising_strength=body.denoising_strength, image_cfg_scale=body.image_cfg_scale, mask_blur=blur,
+        inpainting_fill=body.inpainting_fill, inpaint_full_res=body.inpaint_full_res,
+        inpaint_full_res_padding=body.inpaint_full_res_padding, inpainting_mask_invert=body.inpainting_mask_invert)
+    if body.outpaint:
+        options = OutpaintOptions(**{k: v for k, v in body.outpaint.items()
+                                     if k in ("left", "right", "top", "bottom", "fill")})
+        request = outpaint_request(request, options)
+    return request
 
 
 def result_info(result: GenerationResult, components_info: dict[str, Any], index_of_first_image: int) -> dict:
@@ -53,7 +74,8 @@ def result_info(result: GenerationResult, components_info: dict[str, Any], index
         **components_info,
         "seed_resize_from_w": request.seed_resize_from_w or -1,
         "seed_resize_from_h": request.seed_resize_from_h or -1,
-        "denoising_strength": None, "extra_generation_params": dict(request.extra_params),
+        "denoising_strength": request.denoising_strength if request.mode == "img2img" else None,
+        "extra_generation_params": dict(request.extra_params),
         "index_of_first_image": index_of_first_image,
         "infotexts": result.infotexts, "styles": list(request.styles),
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": request.clip_skip or 1,
@@ -90,15 +112,30 @@ def run_job(context, request: GenerationRequest):
 def build_router(context) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
-    @router.post("/txt2img", response_model=schemas.ImagesResponse)
-    def txt2img(body: schemas.Txt2ImgBody):
-        request = txt2img_request(body).validate()
+    def check(request: GenerationRequest) -> GenerationRequest:
+        """What can be refused before queueing: 4xx at once, never a job that fails later."""
+        request.validate()
         unknown_styles = [name for name in request.styles if name not in context.styles]
         if unknown_styles:
             raise UserError("unknown_style", name=", ".join(unknown_styles))
-        context.samplers.resolve(request.sampler_name, request.scheduler)  # 400 before queueing
+        context.samplers.resolve(request.sampler_name, request.scheduler)
+        return request
+
+    @router.post("/txt2img", response_model=schemas.ImagesResponse)
+    def txt2img(body: schemas.Txt2ImgBody):
+        request = check(txt2img_request(body))
         result = run_job(context, request)
         return images_response(result, body.model_dump(), context)
+
+    @router.post("/img2img", response_model=schemas.ImagesResponse)
+    def img2img(body: schemas.Img2ImgBody):
+        request = check(img2img_request(body))
+        result = run_job(context, request)
+        response = images_response(result, body.model_dump(exclude={"init_images", "mask"}), context)
+        if body.include_init_images:
+            response["parameters"]["init_images"] = body.init_images
+            response["parameters"]["mask"] = body.mask
+        return response
 
     @router.get("/progress", response_model=schemas.ProgressResponse)
     def progress(skip_current_image: bool = False):

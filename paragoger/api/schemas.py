@@ -66,3 +66,20 @@ class ProgressResponse(BaseModel):
     state: ProgressState
     current_image: str | None = None
     textinfo: str | None = None
+
+
+class Img2ImgBody(Txt2ImgBody):
+    init_images: list[str] = Field(default_factory=list)
+    mask: str | None = None
+    resize_mode: int = 0
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask_blur: int | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    include_init_images: bool = False
+    outpaint: dict[str, Any] | None = None   # beyond A1111: {"left", "right", "top", "bottom", "fill"}

@@ -18,7 +18,9 @@ from paragoger.core.jobs import Job, JobQueue
 from paragoger.errors import UserError
 from paragoger.imaging.transport import encode_png_base64
 from paragoger.model_manager.cache import ModelCache
+from paragoger.model_manager.embeddings import EmbeddingLibrary
 from paragoger.model_manager.library import ModelLibrary
+from paragoger.model_manager.lora import LoraLibrary
 from paragoger.model_manager.loader import load_checkpoint
 from paragoger.paths import Paths
 from paragoger.prompts import StyleStore
@@ -43,8 +45,11 @@ class AppContext:
         self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"])
         self.samplers = default_sampler_registry()
         self.styles = StyleStore(self.paths.styles_file)
+        self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache)
+        self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
-                             settings=self.settings, paths=self.paths, styles=self.styles)
+                             settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
+                             embeddings=self.embeddings)
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
 
@@ -102,7 +107,7 @@ class AppContext:
                 self._counter_tokenizer = clip_tokenizer()
             counts = [plain_token_count(text, self._counter_tokenizer) for text in texts]
         else:
-            encoder = PromptEncoder(current)
+            encoder = PromptEncoder(current, embeddings=self.embeddings.for_components(current))
             counts = [encoder.token_count(text) for text in texts]
         return max(counts)
 

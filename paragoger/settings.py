@@ -58,6 +58,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("sd_checkpoints_limit", 1, "Checkpoints to keep in memory", "sd", minimum=1, maximum=10),
     OptionSpec("CLIP_stop_at_last_layers", 1, "Clip skip", "sd", minimum=1, maximum=12),
     OptionSpec("enable_prompt_comments", True, "Enable # comments in prompts", "sd"),
+    OptionSpec("emphasis", "Original", "Emphasis mode for (word:1.2)", "sd", choices=("Original", "No norm", "Ignore")),
     OptionSpec("randn_source", "GPU", "Random number generator source", "sd", choices=("GPU", "CPU")),
     OptionSpec("eta_ddim", 0.0, "Eta for DDIM", "sampler", minimum=0.0, maximum=1.0),
     OptionSpec("eta_ancestral", 1.0, "Eta for ancestral samplers", "sampler", minimum=0.0, maximum=1.0),

@@ -192,6 +192,33 @@ def build_router(context) -> APIRouter:
         context.apply_options(changes)
         return {}
 
+    @router.get("/loras")
+    def loras():
+        return [{"name": info.name, "alias": info.alias, "path": str(info.path), "metadata": info.metadata}
+                for info in context.loras.entries()]
+
+    @router.post("/refresh-loras")
+    def refresh_loras():
+        context.loras.refresh()
+        return {}
+
+    @router.get("/embeddings")
+    def embeddings():
+        """A1111's shape: embeddings usable with the loaded model, and the ones skipped (other families)."""
+        current = context.cache.current
+        usable = set(context.embeddings.for_components(current)) if current is not None else set()
+        loaded, skipped = {}, {}
+        for info in context.embeddings.entries():
+            entry = {"step": info.step, "sd_checkpoint": info.checkpoint, "sd_checkpoint_name": info.checkpoint_name,
+                     "shape": info.dims, "vectors": info.vectors}
+            (loaded if info.name in usable or current is None else skipped)[info.name] = entry
+        return {"loaded": loaded, "skipped": skipped}
+
+    @router.post("/refresh-embeddings")
+    def refresh_embeddings():
+        context.embeddings.refresh()
+        return {}
+
     @router.get("/prompt-styles")
     def prompt_styles():
         return [{"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt}

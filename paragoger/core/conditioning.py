@@ -26,7 +26,7 @@ from paragoger.prompts.attention import parse_attention
 
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20
-EMPHASIS_MODES = ("Original", "No norm", "None")
+EMPHASIS_MODES = ("Original", "No norm", "Ignore")
 
 
 @dataclass
@@ -256,7 +256,7 @@ class PromptEncoder:
         return core.final_layer_norm(states[-self.clip_skip]), None
 
     def _apply_emphasis(self, hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
-        if self.emphasis == "None" or all(w == 1.0 for w in weights):
+        if self.emphasis in ("Ignore", "None") or all(w == 1.0 for w in weights):
             return hidden
         multipliers = torch.tensor(weights, dtype=hidden.dtype, device=hidden.device).reshape(1, -1, 1)
         if self.emphasis == "No norm":

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from paragoger.imaging import preview as previews
 from paragoger.imaging import saving
 from paragoger.errors import UserError
 from paragoger.model_manager.components import Components
+from paragoger.model_manager.embeddings import ti_hashes_field
+from paragoger.model_manager.lora import lora_hashes_field
 
 
 @dataclass
@@ -42,8 +45,10 @@ class _Batch:
 
 
 class Engine:
-    def __init__(self, *, library, cache, samplers, settings, paths, styles=None):
+    def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None):
         self.library = library
+        self.loras = loras
+        self.embeddings = embeddings
         self.cache = cache
         self.samplers = samplers
         self.settings = settings
@@ -70,9 +75,21 @@ class Engine:
         prompts = prepare_prompts(request.prompt, request.negative_prompt, steps=request.steps,
                                   styles=self.styles, style_names=request.styles,
                                   comments=settings["enable_prompt_comments"])
-        prompt, negative = prompts.prompt, prompts.negative_prompt
-        encoder = PromptEncoder(components, clip_skip=self._clip_skip(request, settings))
+        encoder = PromptEncoder(components, clip_skip=self._clip_skip(request, settings),
+                                emphasis=settings["emphasis"],
+                                embeddings=self.embeddings.for_components(components) if self.embeddings else None)
+        lora_calls = self.loras.resolve(prompts.extra_networks)[0] if self.loras else []
+        with self._networks(components, lora_calls) as applied_loras:
+            images = self._generate_batches(request, job, settings, components, encoder, prompts, sampler,
+                                            schedule, applied_loras)
+        result = GenerationResult(request=request, images=images, interrupted=job.interrupted)
+        self._save_grid(request, result, settings)
+        job.progress.textinfo = "done"
+        return result
 
+    def _generate_batches(self, request, job, settings, components, encoder, prompts, sampler, schedule,
+                          applied_loras) -> list[GeneratedImage]:
+        prompt, negative = prompts.prompt, prompts.negative_prompt
         pictures = prepare_pictures(request) if request.mode == "img2img" else None
         first_seed = seeding.resolve_seed(request.seed)
         first_subseed = seeding.resolve_seed(request.subseed)
@@ -92,16 +109,31 @@ class Engine:
             for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
                 params = generation_parameters(
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
-                    schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"])
+                    schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"],
+                    extra=self._network_parameters(encoder, applied_loras, settings))
                 text = infotexts.format_infotext(prompt, negative, params)
                 item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
                                       negative_prompt=negative, infotext=text)
                 self._save_image(request, item, settings)
                 images.append(item)
-        result = GenerationResult(request=request, images=images, interrupted=job.interrupted)
-        self._save_grid(request, result, settings)
-        job.progress.textinfo = "done"
-        return result
+        return images
+
+    def _network_parameters(self, encoder, applied_loras, settings) -> dict:
+        return {
+            "Lora hashes": lora_hashes_field(applied_loras) or None,
+            "TI hashes": (ti_hashes_field(encoder.used_embeddings, self.embeddings) or None) if self.embeddings
+            else None,
+            "Emphasis": settings["emphasis"] if settings["emphasis"] != "Original" else None,
+        }
+
+    @contextlib.contextmanager
+    def _networks(self, components, lora_calls):
+        """LoRAs are merged into the shared weights for this generation only and always taken out again."""
+        if not lora_calls:
+            yield []
+            return
+        with self.loras.apply(components, lora_calls) as applied:
+            yield applied
 
     # 2. Prompts -------------------------------------------------------------------------------------------------
     @staticmethod

@@ -97,3 +97,31 @@ def test_token_counter_and_styles_in_the_page(page, app_context):
     while "my style" not in app_context.styles.names() and time.time() < deadline:
         time.sleep(0.2)
     assert app_context.styles.get("my style") == PromptStyle("my style", "a cat", "blurry")
+
+
+def test_lora_card_inserts_its_tag_and_the_weighted_prompt_generates(app_context, serve_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    from paragoger.model_manager import network_fixtures
+
+    network_fixtures.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
+    app_context.loras.refresh()
+    app_context.startup()
+    url = serve_app(app_context)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url + "/")
+        page.fill("#txt2img_prompt textarea", "(masterpiece:1.2), a paper fox")
+        page.click("#txt2img_extra_networks")
+        page.click("#txt2img_lora_cards_tab-button")
+        page.locator("#txt2img_lora_cards").get_by_text("paper_cut").first.click()
+        expect(page.locator("#txt2img_prompt textarea")).to_have_value(
+            "(masterpiece:1.2), a paper fox <lora:paper_cut:1>", timeout=30_000)
+        for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
+            set_slider(page, slider, value)
+        page.click("#txt2img_generate")
+        info = page.locator("#txt2img_html_info")
+        expect(info).to_contain_text('Lora hashes: "paper_cut: ', timeout=60_000)
+        expect(info).to_contain_text("(masterpiece:1.2), a paper fox <lora:paper_cut:1>")
+        browser.close()

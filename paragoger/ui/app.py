@@ -71,6 +71,7 @@ def build_top_bar(context) -> None:
     vae.input(select, inputs=[checkpoint, vae], outputs=[checkpoint, status], api_visibility="private")
     refresh.click(refresh_lists, outputs=[checkpoint, vae, status, create_test], api_visibility="private")
     create_test.click(create_test_model, outputs=[checkpoint, vae, status, create_test], api_visibility="private")
+    return checkpoint
 
 
 def build_settings_tab(context) -> None:
@@ -113,12 +114,12 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
     token = use_table(translations or {})
     try:
         with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-            build_top_bar(context)
+            checkpoint = build_top_bar(context)
             with gr.Tabs(elem_id="tabs"):
                 with gr.Tab(label("txt2img"), id="txt2img", elem_id="tab_txt2img"):
-                    txt2img.build(context, context.settings)
+                    txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
-                    img2img.build(context, context.settings)
+                    img2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
         return demo

@@ -14,7 +14,7 @@ import gradio as gr
 from paragoger.core.jobs import FAILED
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
-from paragoger.ui import widgets
+from paragoger.ui import extra_networks, widgets
 from paragoger.ui.labels import label
 
 POLL_SECONDS = 0.4
@@ -52,7 +52,7 @@ class GenerationPanel:
                 s.subseed_strength, s.seed_resize_from_w, s.seed_resize_from_h]
 
 
-def prompt_row(context, tab: str) -> dict:
+def prompt_row(context, tab: str, checkpoint_dropdown=None) -> dict:
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6):
             prompt = gr.Textbox(label=label("Prompt"), lines=3, elem_id=f"{tab}_prompt",
@@ -65,6 +65,7 @@ def prompt_row(context, tab: str) -> dict:
                 interrupt = gr.Button(label("Interrupt"), elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button(label("Skip"), elem_id=f"{tab}_skip", min_width=60)
             styles = widgets.styles_widgets(context, tab, prompt, negative)
+    extra_networks.build(context, tab, prompt, checkpoint_dropdown)
     return dict(prompt=prompt, token_counter=token_counter, negative_prompt=negative, generate=generate,
                 interrupt=interrupt, skip=skip, styles=styles)
 

@@ -48,9 +48,9 @@ def pictures_from(source: str, image, sketch, inpaint, inpaint_sketch, upload_im
     return upload_image, upload_mask
 
 
-def build(context, settings) -> generation.GenerationPanel:
+def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationPanel:
     tab = "img2img"
-    top = generation.prompt_row(context, tab)
+    top = generation.prompt_row(context, tab, checkpoint_dropdown)
     source = gr.State("img2img")
     with gr.Row():
         with gr.Column(scale=1):

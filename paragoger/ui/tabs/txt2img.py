@@ -6,9 +6,9 @@ import gradio as gr
 from paragoger.ui import generation
 
 
-def build(context, settings) -> generation.GenerationPanel:
+def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationPanel:
     tab = "txt2img"
-    top = generation.prompt_row(context, tab)
+    top = generation.prompt_row(context, tab, checkpoint_dropdown)
     with gr.Row():
         with gr.Column(scale=1):
             controls = generation.sampling_controls(context, settings, tab)

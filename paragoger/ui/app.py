@@ -1,6 +1,8 @@
 """The page: a top bar (checkpoint and VAE), one tab per task, and a Settings tab. Widgets and calls only."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from paragoger import messages
@@ -132,7 +134,13 @@ def mount_ui(app, context):
     demo = build_ui(context)
     demo.queue(default_concurrency_limit=1)
     return gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
-                               css=widgets.CSS, footer_links=["api"])
+                               css=widgets.CSS, head=page_scripts(), footer_links=["api"])
+
+
+def page_scripts() -> str:
+    """The page's own scripts (javascript/*.js), put into the page head."""
+    folder = Path(__file__).parent / "javascript"
+    return "".join(f"<script>{path.read_text(encoding='utf-8')}</script>" for path in sorted(folder.glob("*.js")))
 
 
 def start_share_tunnel(port: int) -> str | None:

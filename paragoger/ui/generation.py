@@ -39,6 +39,8 @@ class GenerationPanel:
     batch_size: gr.Slider
     cfg_scale: gr.Slider
     seeds: widgets.SeedWidgets
+    paste: gr.Button = None
+    checkpoint_dropdown: gr.Dropdown | None = None
     progress: gr.HTML = None
     gallery: gr.Gallery = None
     infotext: gr.HTML = None
@@ -64,10 +66,12 @@ def prompt_row(context, tab: str, checkpoint_dropdown=None) -> dict:
             with gr.Row():
                 interrupt = gr.Button(label("Interrupt"), elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button(label("Skip"), elem_id=f"{tab}_skip", min_width=60)
+            paste = gr.Button("↙️ " + label("Read generation parameters from prompt"), elem_id=f"{tab}_paste",
+                              size="sm")
             styles = widgets.styles_widgets(context, tab, prompt, negative)
     extra_networks.build(context, tab, prompt, checkpoint_dropdown)
     return dict(prompt=prompt, token_counter=token_counter, negative_prompt=negative, generate=generate,
-                interrupt=interrupt, skip=skip, styles=styles)
+                interrupt=interrupt, skip=skip, styles=styles, paste=paste, checkpoint_dropdown=checkpoint_dropdown)
 
 
 def sampling_controls(context, settings, tab: str) -> dict:
@@ -199,5 +203,35 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
     panel.prompt.change(count_tokens, inputs=[panel.prompt, panel.steps], outputs=panel.token_counter,
                         show_progress="hidden", api_visibility="private", concurrency_limit=None,
                         trigger_mode="always_last")
+    wire_paste(context, panel)
     panel.seeds.reuse_seed.click(lambda value: value, inputs=last_seed, outputs=panel.seeds.seed,
                                  show_progress="hidden")
+
+
+def wire_paste(context, panel: GenerationPanel) -> None:
+    """The ↙️ button (and a PNG dropped on the prompt box, through javascript/drop_png.js): the infotext in the
+    prompt box fills the fields, and the checkpoint it names is loaded when it is here."""
+    from paragoger.core.paste import parameters_from_infotext
+
+    s = panel.seeds
+    targets = [panel.prompt, panel.negative_prompt, panel.sampler, panel.scheduler, panel.steps, panel.width,
+               panel.height, panel.cfg_scale, s.seed, s.subseed, s.subseed_strength, s.seed_resize_from_w,
+               s.seed_resize_from_h]
+    keys = [None, None, "sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
+            "subseed_strength", "seed_resize_from_w", "seed_resize_from_h"]
+    outputs = [*targets, panel.error] + ([panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
+
+    def paste(text):
+        pasted = parameters_from_infotext(text or "")
+        values = [pasted.prompt, pasted.negative_prompt]
+        values += [pasted.fields[key] if key in pasted.fields else gr.update() for key in keys[2:]]
+        message, checkpoint = "", gr.update()
+        if pasted.checkpoint_query:
+            try:
+                components = context.select_checkpoint(pasted.checkpoint_query)
+                checkpoint = gr.update(value=components.info.title)
+            except UserError as err:
+                message = widgets.error_html(str(err))
+        return [*values, message] + ([checkpoint] if panel.checkpoint_dropdown else [])
+
+    panel.paste.click(paste, inputs=panel.prompt, outputs=outputs, api_visibility="private")

@@ -117,13 +117,15 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
     try:
         with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
             checkpoint = build_top_bar(context)
-            with gr.Tabs(elem_id="tabs"):
+            with gr.Tabs(elem_id="tabs") as tabs:
                 with gr.Tab(label("txt2img"), id="txt2img", elem_id="tab_txt2img"):
-                    txt2img.build(context, context.settings, checkpoint)
+                    txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
-                    img2img.build(context, context.settings, checkpoint)
+                    img2img_panel = img2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
+            for source in (txt2img_panel, img2img_panel):
+                img2img.wire_send_to(source, img2img_panel, tabs)
         return demo
     finally:
         reset_table(token)

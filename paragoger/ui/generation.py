@@ -102,8 +102,19 @@ def sampling_controls(context, settings, tab: str) -> dict:
 def output_panel(panel: GenerationPanel) -> None:
     tab = panel.tab
     panel.progress = gr.HTML(elem_id=f"{tab}_progress")
-    panel.gallery = gr.Gallery(label=label("Output"), format="png", columns=2, height=520,
+    panel.gallery = gr.Gallery(label=label("Output"), format="png", columns=2, height=520, type="filepath",
                                elem_id=f"{tab}_gallery", interactive=False)
+    with gr.Row():
+        panel.extra["send_to_img2img"] = gr.Button(label("Send to img2img"), elem_id=f"{tab}_send_to_img2img",
+                                                   size="sm")
+        panel.extra["send_to_inpaint"] = gr.Button(label("Send to inpaint"), elem_id=f"{tab}_send_to_inpaint",
+                                                   size="sm")
+    panel.extra["selected"] = gr.State(0)
+
+    def remember(evt: gr.SelectData):
+        return evt.index
+
+    panel.gallery.select(remember, inputs=None, outputs=panel.extra["selected"], api_visibility="private")
     panel.infotext = gr.HTML(elem_id=f"{tab}_html_info")
     panel.error = gr.HTML(elem_id=f"{tab}_error")
 

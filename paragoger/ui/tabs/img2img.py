@@ -54,7 +54,7 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
     source = gr.State("img2img")
     with gr.Row():
         with gr.Column(scale=1):
-            with gr.Tabs(elem_id="mode_img2img"):
+            with gr.Tabs(elem_id="mode_img2img") as modes:
                 with gr.Tab(label("img2img"), id="img2img", elem_id="img2img_img2img_tab") as t_img2img:
                     image = gr.Image(type="pil", elem_id="img2img_image", label=None, height=480,
                                      sources=["upload", "clipboard"], image_mode="RGBA")
@@ -132,5 +132,41 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
     for widget in (image, upload_image):
         widget.upload(size_of, inputs=widget, outputs=[panel.width, panel.height], api_visibility="private")
 
-    panel.extra.update(image=image, inpaint=inpaint, sketch=sketch, width=panel.width, height=panel.height)
+    panel.extra.update(image=image, inpaint=inpaint, sketch=sketch, modes=modes, source=source)
     return panel
+
+
+def wire_send_to(source: generation.GenerationPanel, target: generation.GenerationPanel, tabs: gr.Tabs) -> None:
+    """"Send to img2img" / "Send to inpaint" under a gallery: the chosen picture and its parameters move to the
+    img2img tab (the prompt, seed, size and sampler come from the picture's own infotext)."""
+    from PIL import Image
+
+    from paragoger.core.paste import parameters_from_infotext
+    from paragoger.imaging.metadata import read_infotext
+
+    fields = ["sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height"]
+    field_widgets = [target.sampler, target.scheduler, target.steps, target.cfg_scale, target.seeds.seed,
+                     target.width, target.height]
+
+    def send(destination: str):
+        def handler(gallery, selected):
+            if not gallery:
+                return [gr.update()] * (7 + len(fields))
+            path = gallery[min(int(selected or 0), len(gallery) - 1)][0]
+            picture = Image.open(path)
+            picture.load()
+            pasted = parameters_from_infotext(read_infotext(path) or "")
+            editor_value = {"background": picture.convert("RGBA"), "layers": [], "composite": None}
+            values = [pasted.fields.get(name, gr.update()) for name in fields]
+            sent_image = picture if destination == "img2img" else gr.update()
+            sent_editor = editor_value if destination == "inpaint" else gr.update()
+            return [gr.Tabs(selected="img2img"), gr.Tabs(selected=destination), destination, sent_image,
+                    sent_editor, pasted.prompt, pasted.negative_prompt, *values]
+        return handler
+
+    outputs = [tabs, target.extra["modes"], target.extra["source"], target.extra["image"], target.extra["inpaint"], target.prompt,
+               target.negative_prompt, *field_widgets]
+    for destination in ("img2img", "inpaint"):
+        source.extra[f"send_to_{destination}"].click(
+            send(destination), inputs=[source.gallery, source.extra["selected"]], outputs=outputs,
+            api_visibility="private")

@@ -12,6 +12,7 @@ import psutil
 
 from paragoger import messages
 from paragoger.cli import LaunchOptions
+from paragoger.core.batch import run_batch
 from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.jobs import Job, JobQueue
@@ -28,6 +29,7 @@ from paragoger.samplers import default_sampler_registry
 from paragoger.settings import Settings
 
 LOAD_MODEL = "load-model"
+IMG2IMG_BATCH = "img2img-batch"
 
 
 class AppContext:
@@ -83,6 +85,10 @@ class AppContext:
             components = self.engine.load_model(checkpoint, vae, self.settings)
             self.settings.update({"sd_model_checkpoint": components.info.title})
             return components
+        if job.kind == IMG2IMG_BATCH:
+            batch = job.request
+            return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir,
+                             output_dir=batch.output_dir, mask_dir=batch.mask_dir)
         return self.engine.generate(job.request, job)
 
     def select_checkpoint(self, name: str, vae: str | None = None):

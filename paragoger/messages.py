@@ -68,6 +68,8 @@ ENGLISH.update({
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
     "outpaint_out_of_range": "Outpainting extends each side by 0 to {high} pixels, filled with one of: {fills}.",
+    "batch_folder_missing": "The input folder {folder} does not exist.",
+    "batch_done": "Batch: {written} pictures written to {folder}; {skipped} skipped.",
     "init_image_missing": "img2img needs a picture to start from.",
     "denoising_out_of_range": "Denoising strength must be between 0 and 1 (got {value}).",
     "resize_mode_unknown": "Unknown resize mode {value} (0 just resize, 1 crop and resize, 2 resize and fill, "

@@ -84,3 +84,25 @@ def test_send_to_img2img_carries_the_picture_and_its_parameters(page, app_contex
     page.click("#img2img_generate")
     expect(page.locator("#img2img_html_info")).to_contain_text("Denoising strength: 0.75", timeout=60_000)
     expect(page.locator("#img2img_html_info")).to_contain_text("Size: 64x64")
+
+
+def test_batch_tab_processes_a_folder_and_reports_a_broken_file(page, app_context, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.test_img2img_core import picture
+
+    source = tmp_path / "in"
+    source.mkdir()
+    picture(seed=1).save(source / "one.png")
+    (source / "broken.png").write_bytes(b"not a picture")
+    page.click("#tab_img2img-button")
+    page.click("#img2img_batch_tab-button")
+    page.fill("#img2img_batch_input_dir textarea", str(source))
+    page.fill("#img2img_batch_output_dir textarea", str(tmp_path / "out"))
+    for slider, value in (("img2img_steps", 3), ("img2img_width", 64), ("img2img_height", 64)):
+        set_slider(page, slider, value)
+    page.click("#img2img_batch_run")
+    info = page.locator("#img2img_html_info")
+    expect(info).to_contain_text("1 pictures written", timeout=60_000)
+    expect(info).to_contain_text("broken.png: not a readable picture")
+    assert (tmp_path / "out" / "one.png").is_file()

@@ -112,18 +112,38 @@ def save_numbered(image: Image.Image, infotext: str | None, *, folder: Path, bas
     reservation, number = _reserve_number(folder, basename)
     stem = numbered_stem(number, basename)
     final = folder / (f"{stem}-{decoration}.{extension}" if decoration else f"{stem}.{extension}")
+    _write_then_rename(image, infotext, reservation, final, image_format=image_format, quality=jpeg_quality,
+                       lossless=webp_lossless)
+    return final
+
+
+def save_as(image: Image.Image, infotext: str | None, path: Path, *, jpeg_quality: int = 80,
+            webp_lossless: bool = False) -> Path:
+    """Save under exactly ``path`` (batch img2img keeps the input's name), atomically like numbered saves."""
+    path = Path(path)
+    image_format = image_format_for(path.suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}{RESERVATION_SUFFIX}")
+    _write_then_rename(image, infotext, temporary, path, image_format=image_format, quality=jpeg_quality,
+                       lossless=webp_lossless)
+    return path
+
+
+def _write_then_rename(image, infotext, temporary: Path, final: Path, *, image_format: str, quality: int,
+                       lossless: bool) -> None:
+    """Write into ``temporary`` (fsynced), then rename onto ``final``: a crash never leaves a half-written image
+    under the final name; on failure the temporary file is removed."""
     try:
-        with open(reservation, "wb") as file:
-            write_image(image, file, image_format=image_format, infotext=infotext, quality=jpeg_quality,
-                        lossless=webp_lossless)
+        with open(temporary, "wb") as file:
+            write_image(image, file, image_format=image_format, infotext=infotext, quality=quality,
+                        lossless=lossless)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(reservation, final)
+        os.replace(temporary, final)
     except BaseException:
-        reservation.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
-    return final
+    _fsync_folder(final.parent)
 
 
 def _reserve_number(folder: Path, basename: str) -> tuple[Path, int]:

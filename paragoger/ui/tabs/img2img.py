@@ -3,6 +3,7 @@ outpainting, over the shared generation panel. Widgets only: the request goes to
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from paragoger.core.outpaint import OutpaintOptions, outpaint_request
 from paragoger.errors import UserError
@@ -69,6 +70,13 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                             elem_id="img2img_inpaint_upload_tab") as t_upload:
                     upload_image = gr.Image(type="pil", elem_id="img_inpaint_base", label=label("Image"))
                     upload_mask = gr.Image(type="pil", elem_id="img_inpaint_mask", label=label("Mask"))
+                with gr.Tab(label("Batch"), id="batch", elem_id="img2img_batch_tab"):
+                    batch_input = gr.Textbox(label=label("Input directory"), elem_id="img2img_batch_input_dir")
+                    batch_output = gr.Textbox(label=label("Output directory"), elem_id="img2img_batch_output_dir")
+                    batch_masks = gr.Textbox(label=label("Inpaint batch mask directory (optional)"),
+                                             elem_id="img2img_batch_inpaint_mask_dir")
+                    batch_run = gr.Button(label("Process the folder"), variant="primary",
+                                          elem_id="img2img_batch_run")
             for tab_widget, name in zip((t_img2img, t_sketch, t_inpaint, t_inpaint_sketch, t_upload), SOURCES):
                 tab_widget.select(lambda n=name: n, outputs=source, api_visibility="private")
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
@@ -120,6 +128,7 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
         return outpaint_request(request, outpaint) if outpaint.any else request
 
     generation.wire(context, panel, extra_inputs=extra_inputs, fill_request=fill_request)
+    _wire_batch(context, panel, extra_inputs, fill_request, batch_input, batch_output, batch_masks, batch_run)
 
     def size_of(value):
         """The generation size follows a newly uploaded picture, rounded to multiples of 8 (as A1111)."""
@@ -170,3 +179,49 @@ def wire_send_to(source: generation.GenerationPanel, target: generation.Generati
         source.extra[f"send_to_{destination}"].click(
             send(destination), inputs=[source.gallery, source.extra["selected"]], outputs=outputs,
             api_visibility="private")
+
+
+def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_dir, mask_dir, run) -> None:
+    """"Process the folder": the tab's settings applied to every picture in a folder, with progress and a report."""
+    from pathlib import Path
+
+    from paragoger import messages
+    from paragoger.context import IMG2IMG_BATCH
+    from paragoger.core.batch import BatchRequest
+    from paragoger.core.jobs import FAILED
+    from paragoger.ui import widgets
+
+    common = panel.common_inputs()
+    placeholder = Image.new("RGB", (8, 8))
+
+    def process(*values):
+        folders, values = values[-3:], values[:-3]
+        source_in, source_out, source_masks = (str(v or "").strip() for v in folders)
+        try:
+            request = generation.base_request(context, panel.tab, list(values[:len(common)]))
+            settings_only = list(values[len(common):])
+            settings_only[0] = "img2img"
+            settings_only[1] = placeholder  # the folder supplies the pictures; validate the rest now
+            request = fill_request(request, settings_only).copy(init_images=[placeholder])
+            request.validate()
+            batch = BatchRequest(request, Path(source_in), Path(source_out or source_in + "-out"),
+                                 Path(source_masks) if source_masks else None)
+            job = context.queue.submit(batch, kind=IMG2IMG_BATCH)
+        except UserError as err:
+            yield "", widgets.error_html(str(err)), gr.update()
+            return
+        while not job.wait(generation.POLL_SECONDS):
+            yield widgets.progress_html(context.job_status(job, include_image=False),
+                                        position=context.queue.position(job)), "", gr.update()
+        if job.state == FAILED:
+            yield "", widgets.error_html(str(job.error)), gr.update()
+            return
+        report = job.result
+        lines = [messages.render("batch_done", written=len(report.written), folder=batch.output_dir,
+                                 skipped=len(report.skipped))]
+        lines += [f"{name}: {reason}" for name, reason in report.skipped]
+        yield "", "", widgets.infotext_html("\n".join(lines))
+
+    run.click(process, inputs=[*common, *extra_inputs, input_dir, output_dir, mask_dir],
+              outputs=[panel.progress, panel.error, panel.infotext], concurrency_limit=None,
+              api_visibility="private")

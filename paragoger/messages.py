@@ -111,3 +111,9 @@ ENGLISH.update({
                               "file never needs. Only use .pt/.ckpt files you trust; prefer .safetensors.",
     "embedding_too_long": "Embedding '{name}' has {count} vectors; at most {limit} fit in one prompt chunk.",
 })
+
+# HTTP API and server (jobs, limits, paths)
+ENGLISH.update({
+    "job_cancelled": "Job {job_id} was cancelled before it ran.",
+    "request_too_large": "The request body is too large ({size} bytes; the limit is {limit} bytes).",
+})

@@ -1,19 +1,23 @@
 """The `/sdapi/v1` routes (A1111's API). Each route turns its body into core objects and calls the core."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from paragoger.api import schemas
 from paragoger.core.outpaint import OutpaintOptions, outpaint_request
 from paragoger.imaging.transport import decode_image_base64, encode_png_base64
-from paragoger.core.jobs import FAILED
+from paragoger.core.jobs import CALL, CANCELLED, DONE, FAILED, Job
 from paragoger.core.request import GenerationRequest, GenerationResult
-from paragoger.errors import UserError
+from paragoger.errors import NotFoundError, UserError
+from paragoger.imaging.infotext import parse_infotext
+from paragoger.imaging.metadata import read_metadata
 
 API_SAMPLER_DEFAULT = "Euler"  # what A1111's API uses when a request names no sampler
 
@@ -109,6 +113,41 @@ def run_job(context, request: GenerationRequest):
     return job.result
 
 
+def wants_async(body) -> bool:
+    """Beyond A1111: ``"async": true`` in a txt2img/img2img body answers a job id at once."""
+    return bool((body.model_extra or {}).get("async"))
+
+
+# Image-info keys A1111's png-info leaves out of ``items`` (format details, not text a person wrote).
+IGNORED_INFO_KEYS = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "exif", "loop", "background",
+                     "timestamp", "duration", "progressive", "progression", "icc_profile", "chromaticity",
+                     "photoshop", "parameters", "gamma", "aspect", "transparency", "srgb"}
+
+# A1111's latent upscale modes (hires fix "Latent ..." upscalers), in its order.
+LATENT_UPSCALE_MODES = ["Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+                        "Latent (nearest)", "Latent (nearest-exact)"]
+# The upscalers that need no model file, as A1111 lists them first.
+BUILTIN_UPSCALERS = ["None", "Lanczos", "Nearest"]
+
+
+def png_info(image_b64: str) -> dict[str, Any]:
+    """A1111's png-info: the infotext, the image's other text entries, and the infotext parsed as for paste."""
+    if not image_b64 or not image_b64.strip():
+        return {"info": "", "items": {}, "parameters": {}}
+    image = decode_image_base64(image_b64, field="image")
+    texts = read_metadata(image)
+    info = texts.get("parameters") or ""
+    items: dict[str, Any] = {}
+    for key, value in {**image.info, **texts}.items():
+        if key in IGNORED_INFO_KEYS or not isinstance(key, str):
+            continue
+        if isinstance(value, (str, int, float, bool)):
+            items[key] = value
+        elif isinstance(value, bytes):
+            items[key] = value.decode("utf-8", errors="replace")
+    return {"info": info, "items": items, "parameters": parse_infotext(info) if info else {}}
+
+
 def build_router(context) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
@@ -121,21 +160,96 @@ def build_router(context) -> APIRouter:
         context.samplers.resolve(request.sampler_name, request.scheduler)
         return request
 
-    @router.post("/txt2img", response_model=schemas.ImagesResponse)
-    def txt2img(body: schemas.Txt2ImgBody):
-        request = check(txt2img_request(body))
-        result = run_job(context, request)
-        return images_response(result, body.model_dump(), context)
+    async def generation(http_request: Request, body, build: Callable, respond: Callable[[Any], dict]):
+        """Queue a generation. Synchronous (A1111): wait and answer the images. ``"async": true``: answer 202
+        with the job id at once; GET /jobs/{id} gives the same body later.
 
-    @router.post("/img2img", response_model=schemas.ImagesResponse)
-    def img2img(body: schemas.Img2ImgBody):
-        request = check(img2img_request(body))
-        result = run_job(context, request)
-        response = images_response(result, body.model_dump(exclude={"init_images", "mask"}), context)
+        A client that goes away before its job starts has it removed from the queue; a job already running
+        finishes (its pictures are saved when asked), and the worker goes on with the next."""
+        request = await run_in_threadpool(lambda: check(build(body)))
+        job = context.queue.submit(request, kind=request.mode, meta={"respond": respond})
+        if wants_async(body):
+            return JSONResponse(status_code=202, content=job_brief(job))
+        while not job.is_finished:
+            if await http_request.is_disconnected():
+                if context.queue.position(job) > 0:
+                    context.queue.cancel(job)
+                return JSONResponse(status_code=499, content={})  # nobody reads this
+            await asyncio.sleep(0.05)
+        if job.state == FAILED:
+            raise job.error
+        if job.state == CANCELLED:
+            raise UserError("job_cancelled", job_id=job.id)
+        return await run_in_threadpool(job_response, job)
+
+    def job_response(job: Job) -> dict | None:
+        """The finished job's body, built once (images are encoded only when asked for)."""
+        if job.state != DONE or "respond" not in job.meta:
+            return None
+        if "response" not in job.meta:
+            job.meta["response"] = job.meta["respond"](job.result)
+        return job.meta["response"]
+
+    def job_brief(job: Job) -> dict:
+        return {"job_id": job.id, "state": job.state, "position": context.queue.position(job),
+                "queue_size": context.queue.waiting_count()}
+
+    @router.post("/txt2img", response_model=schemas.ImagesResponse,
+                 responses={202: {"description": 'With "async": true: {"job_id": ...}; see GET /jobs/{job_id}'}})
+    async def txt2img(http_request: Request, body: schemas.Txt2ImgBody):
+        parameters = body.model_dump(exclude={"async"})
+        return await generation(http_request, body, txt2img_request,
+                                lambda result: images_response(result, parameters, context))
+
+    @router.post("/img2img", response_model=schemas.ImagesResponse,
+                 responses={202: {"description": 'With "async": true: {"job_id": ...}; see GET /jobs/{job_id}'}})
+    async def img2img(http_request: Request, body: schemas.Img2ImgBody):
+        parameters = body.model_dump(exclude={"init_images", "mask", "async"})
         if body.include_init_images:
-            response["parameters"]["init_images"] = body.init_images
-            response["parameters"]["mask"] = body.mask
-        return response
+            parameters["init_images"] = body.init_images
+            parameters["mask"] = body.mask
+        return await generation(http_request, body, img2img_request,
+                                lambda result: images_response(result, parameters, context))
+
+    def find_job(job_id: str) -> Job:
+        job = context.queue.get(job_id)
+        if job is None:
+            raise NotFoundError("job_not_found", job_id=job_id)
+        return job
+
+    def job_report(job: Job, include_image: bool) -> dict:
+        p = job.progress
+        running = job.state == "running"
+        report = {
+            **job_brief(job), "kind": job.kind,
+            "progress": 1.0 if job.state == DONE else (p.fraction() if running else 0.0),
+            "eta_relative": (job.eta_seconds() or 0.0) if running else 0.0,
+            "job_no": p.job_no, "job_count": p.job_count, "sampling_step": p.step, "sampling_steps": p.steps,
+            "interrupted": job.interrupted, "skipped": job.skipped, "textinfo": p.textinfo or None,
+            "current_image": (encode_png_base64(p.preview) if include_image and running and p.preview is not None
+                              else None),
+            "created": job.created, "started": job.started, "finished": job.finished,
+            "result": job_response(job), "error": None,
+        }
+        if job.state == FAILED:
+            err = job.error
+            report["error"] = ({"detail": str(err), "key": err.key, "status": err.status}
+                               if isinstance(err, UserError) else {"detail": f"{type(err).__name__}: {err}",
+                                                                   "key": None, "status": 500})
+        return report
+
+    @router.get("/jobs/{job_id}")
+    def get_job(job_id: str, skip_current_image: bool = False):
+        """Beyond A1111: a job's state (queued, running, done, failed, cancelled), queue position (0 running,
+        1 next, -1 finished), progress, eta, preview and, once done, the body the synchronous route answers."""
+        return job_report(find_job(job_id), include_image=not skip_current_image)
+
+    @router.delete("/jobs/{job_id}")
+    def cancel_job(job_id: str):
+        """A waiting job leaves the queue; a running one is interrupted (it ends after the current step)."""
+        job = find_job(job_id)
+        context.queue.cancel(job)
+        return job_report(job, include_image=False)
 
     @router.get("/progress", response_model=schemas.ProgressResponse)
     def progress(skip_current_image: bool = False):
@@ -231,6 +345,50 @@ def build_router(context) -> APIRouter:
     @router.get("/memory")
     def memory():
         return context.memory_report()
+
+    @router.post("/png-info")
+    def png_info_route(body: schemas.PngInfoBody):
+        return png_info(body.image)
+
+    @router.get("/upscalers")
+    def upscalers():
+        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
+                for name in BUILTIN_UPSCALERS]
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes():
+        return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+    @router.get("/face-restorers")
+    def face_restorers():
+        return []
+
+    @router.get("/scripts")
+    def scripts():
+        return {"txt2img": [], "img2img": []}
+
+    @router.get("/script-info")
+    def script_info():
+        return []
+
+    @router.get("/extensions")
+    def extensions():
+        return []
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint():
+        """Load the selected checkpoint again (after unload-checkpoint), through the queue."""
+        context.select_checkpoint(None)
+        return {}
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint():
+        """Free the loaded models, through the queue (never under a running generation); the next generation
+        loads the selected checkpoint again."""
+        job = context.queue.run(lambda _job: context.cache.unload_all(), kind=CALL)
+        if job.state == FAILED:
+            raise job.error
+        return {}
 
     return router
 

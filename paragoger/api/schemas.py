@@ -83,3 +83,9 @@ class Img2ImgBody(Txt2ImgBody):
     inpainting_mask_invert: int = 0
     include_init_images: bool = False
     outpaint: dict[str, Any] | None = None   # beyond A1111: {"left", "right", "top", "bottom", "fill"}
+
+
+class PngInfoBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    image: str = ""

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from paragoger.errors import QueueFullError, UserError
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+CALL = "call"  # a job whose request is a function ``fn(job)`` run by the worker itself (model load/unload)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Progress:
         return min(1.0, (self.job_no + self.step / self.steps) / self.job_count)
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are compared by identity: comparing requests (pictures) would be slow
 class Job:
     request: Any
     kind: str = "txt2img"
@@ -51,6 +52,7 @@ class Job:
     error_trace: str = ""
     interrupted: bool = False
     skipped: bool = False
+    meta: dict = field(default_factory=dict)   # what the submitter needs later (e.g. the API body)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     # Control, called from any thread.
@@ -108,8 +110,8 @@ class JobQueue:
         self._worker = threading.Thread(target=self._work, name="paragoger-worker", daemon=True)
         self._worker.start()
 
-    def submit(self, request: Any, kind: str = "txt2img") -> Job:
-        job = Job(request=request, kind=kind)
+    def submit(self, request: Any, kind: str = "txt2img", meta: dict | None = None) -> Job:
+        job = Job(request=request, kind=kind, meta=dict(meta or {}))
         with self._cond:
             if len(self._waiting) >= self._max_waiting:
                 raise QueueFullError("queue_full", size=len(self._waiting))
@@ -179,7 +181,7 @@ class JobQueue:
                 self._current = job
             job.state, job.started = RUNNING, time.time()
             try:
-                job.result = self._runner(job)
+                job.result = job.request(job) if job.kind == CALL else self._runner(job)
                 job.state = DONE
             except UserError as err:
                 job.error, job.state = err, FAILED

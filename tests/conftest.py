@@ -157,6 +157,47 @@ def serve_app():
         server.should_exit = True
         thread.join(10)
 
+
+# Browser tests: Playwright drives Debian's chromium (never Playwright's own browser download).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def open_page(serve_app):
+    """``open_page(context) -> page``: the app started as app.py starts it (first checkpoint loaded), served on
+    loopback, and opened in headless chromium; closed after the test."""
+    import contextlib
+    import shutil
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not shutil.which(chromium):
+        pytest.fail("Debian's chromium is needed for browser tests: apt-get install chromium")
+    stack = contextlib.ExitStack()
+
+    def open_for(context, *, height: int = 1100):
+        context.startup()
+        url = serve_app(context)
+        playwright = stack.enter_context(playwright_api.sync_playwright())
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        stack.callback(browser.close)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.goto(url + "/")
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
+        page.wait_for_load_state("networkidle")  # Gradio finishes wiring its components after the first paint
+        return page
+
+    with stack:
+        yield open_for
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    """Type a value into a Gradio slider's number box."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
 # ================================================================================================================
 # end of core and app block
 # ================================================================================================================

@@ -4,21 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_browser_txt2img import ARGS, CHROMIUM, set_slider  # noqa: F401  (shared browser set-up)
+from tests.conftest import set_slider
 
 
 @pytest.fixture
-def page(app_context, serve_app):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    app_context.startup()
-    url = serve_app(app_context)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1100})
-        tab.goto(url + "/")
-        tab.wait_for_selector("#tab_img2img-button", timeout=60_000)
-        yield tab
-        browser.close()
+def page(app_context, open_page):
+    return open_page(app_context)
 
 
 def test_paint_a_mask_stroke_and_inpaint(page, app_context, tmp_path):

@@ -1,35 +1,14 @@
 """A person in a browser: open the page, type a prompt, Generate, see the image and its parameters, Interrupt.
 
 Playwright drives Debian's chromium (never Playwright's own browser download)."""
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.conftest import set_slider
 
 
 @pytest.fixture
-def page(app_context, serve_app):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which("chromium") and not shutil.which(CHROMIUM):
-        pytest.fail("Debian's chromium is needed for browser tests: apt-get install chromium")
-    app_context.startup()  # as app.py does: loads the first checkpoint
-    url = serve_app(app_context)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.goto(url + "/")
-        tab.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-        yield tab
-        browser.close()
-
-
-def set_slider(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+def page(app_context, open_page):
+    return open_page(app_context, height=1000)
 
 
 def test_type_a_prompt_generate_and_see_the_image_and_its_parameters(page, app_context):
@@ -99,29 +78,23 @@ def test_token_counter_and_styles_in_the_page(page, app_context):
     assert app_context.styles.get("my style") == PromptStyle("my style", "a cat", "blurry")
 
 
-def test_lora_card_inserts_its_tag_and_the_weighted_prompt_generates(app_context, serve_app):
-    from playwright.sync_api import expect, sync_playwright
+def test_lora_card_inserts_its_tag_and_the_weighted_prompt_generates(app_context, open_page):
+    from playwright.sync_api import expect
 
     from paragoger.model_manager import network_fixtures
 
     network_fixtures.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
     app_context.loras.refresh()
-    app_context.startup()
-    url = serve_app(app_context)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(url + "/")
-        page.fill("#txt2img_prompt textarea", "(masterpiece:1.2), a paper fox")
-        page.click("#txt2img_extra_networks")
-        page.click("#txt2img_lora_cards_tab-button")
-        page.locator("#txt2img_lora_cards").get_by_text("paper_cut").first.click()
-        expect(page.locator("#txt2img_prompt textarea")).to_have_value(
-            "(masterpiece:1.2), a paper fox <lora:paper_cut:1>", timeout=30_000)
-        for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
-            set_slider(page, slider, value)
-        page.click("#txt2img_generate")
-        info = page.locator("#txt2img_html_info")
-        expect(info).to_contain_text('Lora hashes: "paper_cut: ', timeout=60_000)
-        expect(info).to_contain_text("(masterpiece:1.2), a paper fox <lora:paper_cut:1>")
-        browser.close()
+    page = open_page(app_context, height=1200)
+    page.fill("#txt2img_prompt textarea", "(masterpiece:1.2), a paper fox")
+    page.click("#txt2img_extra_networks")
+    page.click("#txt2img_lora_cards_tab-button")
+    page.locator("#txt2img_lora_cards").get_by_text("paper_cut").first.click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value(
+        "(masterpiece:1.2), a paper fox <lora:paper_cut:1>", timeout=30_000)
+    for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
+        set_slider(page, slider, value)
+    page.click("#txt2img_generate")
+    info = page.locator("#txt2img_html_info")
+    expect(info).to_contain_text('Lora hashes: "paper_cut: ', timeout=60_000)
+    expect(info).to_contain_text("(masterpiece:1.2), a paper fox <lora:paper_cut:1>")

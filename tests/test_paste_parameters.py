@@ -2,7 +2,6 @@
 import base64
 import io
 
-import pytest
 from PIL import Image, PngImagePlugin
 
 from paragoger.core.paste import parameters_from_infotext
@@ -40,33 +39,24 @@ def png_with(text: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_dropping_a_png_on_the_prompt_fills_every_field_and_selects_its_checkpoint(app_context, serve_app):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    from tests.test_browser_txt2img import ARGS, CHROMIUM
+def test_dropping_a_png_on_the_prompt_fills_every_field_and_selects_its_checkpoint(app_context, open_page):
+    from playwright.sync_api import expect
 
-    app_context.startup()
+    page = open_page(app_context, height=1000)
     model_hash = app_context.cache.current.info.short_hash
     text = ("a lighthouse, (storm:1.2)\nNegative prompt: blurry\nSteps: 7, Sampler: Euler a, CFG scale: 5.5, "
             f"Seed: 1234, Size: 128x192, Model hash: {model_hash}, Model: tiny-sd1, Version: v1.10.1")
-    url = serve_app(app_context)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "/")
-        page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-        transfer = page.evaluate_handle(
-            """(b64) => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                          const dt = new DataTransfer();
-                          dt.items.add(new File([bytes], 'old.png', {type: 'image/png'})); return dt; }""",
-            png_with(text))
-        page.dispatch_event("#txt2img_prompt textarea", "drop", {"dataTransfer": transfer})
-        expect = playwright_api.expect
-        expect(page.locator("#txt2img_prompt textarea")).to_have_value("a lighthouse, (storm:1.2)", timeout=30_000)
-        expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("blurry")
-        expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("7")
-        expect(page.locator("#txt2img_width input[type=number]")).to_have_value("128")
-        expect(page.locator("#txt2img_height input[type=number]")).to_have_value("192")
-        expect(page.locator("#txt2img_cfg_scale input[type=number]")).to_have_value("5.5")
-        expect(page.locator("#txt2img_seed input")).to_have_value("1234")
-        expect(page.locator("#txt2img_sampling input")).to_have_value("Euler a")
-        browser.close()
+    transfer = page.evaluate_handle(
+        """(b64) => { const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                      const dt = new DataTransfer();
+                      dt.items.add(new File([bytes], 'old.png', {type: 'image/png'})); return dt; }""",
+        png_with(text))
+    page.dispatch_event("#txt2img_prompt textarea", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a lighthouse, (storm:1.2)", timeout=30_000)
+    expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("blurry")
+    expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("7")
+    expect(page.locator("#txt2img_width input[type=number]")).to_have_value("128")
+    expect(page.locator("#txt2img_height input[type=number]")).to_have_value("192")
+    expect(page.locator("#txt2img_cfg_scale input[type=number]")).to_have_value("5.5")
+    expect(page.locator("#txt2img_seed input")).to_have_value("1234")
+    expect(page.locator("#txt2img_sampling input")).to_have_value("Euler a")

@@ -31,6 +31,7 @@ from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.lora import PREVIEW_SUFFIXES
 from paragoger.model_manager.safe_pickle import load_ckpt
+from paragoger.model_manager.scanner import files_with_suffixes
 from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
@@ -176,33 +177,25 @@ class EmbeddingLibrary:
         infos: dict[str, EmbeddingInfo] = {}
         embeddings: dict[str, Embedding] = {}
         loaded = {}
-        for folder in self.dirs:
-            if not folder.is_dir():
+        for _folder, path in files_with_suffixes(self.dirs, EMBEDDING_SUFFIXES):
+            name = path.stem
+            if name in infos:
+                log.warning("embedding %s: another file named %s was found first (%s); ignoring it",
+                            path, name, infos[name].path)
                 continue
-            for directory, subdirectories, files in os.walk(folder, followlinks=True):
-                subdirectories.sort()
-                for file_name in sorted(files):
-                    path = Path(directory) / file_name
-                    if path.suffix.lower() not in EMBEDDING_SUFFIXES:
-                        continue
-                    name = path.stem
-                    if name in infos:
-                        log.warning("embedding %s: another file named %s was found first (%s); ignoring it",
-                                    path, name, infos[name].path)
-                        continue
-                    entry = self._read(path, name)
-                    if entry is None:
-                        continue
-                    loaded[str(path)] = entry
-                    _, embedding, error = entry
-                    if embedding is None:
-                        infos[name] = EmbeddingInfo(name=name, path=path, preview=_preview_beside(path), error=error)
-                        continue
-                    embeddings[name] = embedding
-                    infos[name] = EmbeddingInfo(name=name, path=path, vectors=embedding.count, dims=embedding.dims,
-                                                families=embedding.families, preview=_preview_beside(path),
-                                                step=embedding.step, checkpoint=embedding.checkpoint,
-                                                checkpoint_name=embedding.checkpoint_name)
+            entry = self._read(path, name)
+            if entry is None:
+                continue
+            loaded[str(path)] = entry
+            _, embedding, error = entry
+            if embedding is None:
+                infos[name] = EmbeddingInfo(name=name, path=path, preview=_preview_beside(path), error=error)
+                continue
+            embeddings[name] = embedding
+            infos[name] = EmbeddingInfo(name=name, path=path, vectors=embedding.count, dims=embedding.dims,
+                                        families=embedding.families, preview=_preview_beside(path),
+                                        step=embedding.step, checkpoint=embedding.checkpoint,
+                                        checkpoint_name=embedding.checkpoint_name)
         with self._lock:
             self._loaded = loaded
             self._infos = dict(sorted(infos.items(), key=lambda item: _sort_key(item[0])))

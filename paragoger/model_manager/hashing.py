@@ -8,6 +8,7 @@ section is rewritten.
 from __future__ import annotations
 
 import hashlib
+import struct
 import json
 import os
 import threading
@@ -34,9 +35,12 @@ def short_hash(sha256: str) -> str:
 class HashCache:
     """``sha256(path)`` computed at most once per file version; entries keyed by absolute path."""
 
-    def __init__(self, cache_file: Path, section: str = "paragoger-sha256"):
+    def __init__(self, cache_file: Path, section: str = "paragoger-sha256", digest=None):
+        """``digest(path) -> hex`` is the hash to cache (default: the file's sha256; LoRAs also keep A1111's
+        "addnet" hash, of the tensors only, in a section of their own)."""
         self.cache_file = Path(cache_file)
         self.section = section
+        self._digest = digest or sha256_of
         self._lock = threading.Lock()  # the UI and the API may ask for hashes at the same time
         self._entries: dict[str, dict] = self._read_all().get(section, {})
 
@@ -75,8 +79,8 @@ class HashCache:
                 return found
             try:
                 size, mtime = self._stamp(path)
-                digest = sha256_of(path)
-            except OSError as error:
+                digest = self._digest(path)
+            except (OSError, ValueError, struct.error) as error:
                 raise ModelLoadError("hash_lookup_failed", name=Path(path).name, reason=str(error)) from None
             self._entries[self._key(path)] = {"size": size, "mtime": mtime, "sha256": digest}
             self._write()

@@ -54,6 +54,7 @@ from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager import to_ldm
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.safe_pickle import load_ckpt
+from paragoger.model_manager.scanner import files_with_suffixes
 from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
@@ -187,24 +188,6 @@ def addnet_hash(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class _AddnetHashCache(HashCache):
-    """The hash cache, in its own section, for the addnet hash (same size/mtime bookkeeping as ``HashCache``)."""
-
-    def sha256(self, path: Path) -> str:
-        with self._lock:
-            found = self.cached(path)
-            if found:
-                return found
-            try:
-                size, mtime = self._stamp(path)
-                digest = addnet_hash(path)
-            except (OSError, struct.error) as error:
-                raise ModelLoadError("hash_lookup_failed", name=Path(path).name, reason=str(error)) from None
-            self._entries[self._key(path)] = {"size": size, "mtime": mtime, "sha256": digest}
-            self._write()
-            return digest
 
 
 def families_of(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> tuple[str, ...]:
@@ -476,7 +459,7 @@ class LoraLibrary:
                  cache_bytes: int = 2 << 30):
         self.dirs = tuple(Path(d) for d in dirs)
         self.hash_cache = hash_cache
-        self._addnet = _AddnetHashCache(hash_cache.cache_file, section="paragoger-addnet-sha256")
+        self._addnet = HashCache(hash_cache.cache_file, section="paragoger-addnet-sha256", digest=addnet_hash)
         self.cache_size = max(0, int(cache_size))
         self.cache_bytes = int(cache_bytes)
         self._entries: dict[str, LoraInfo] = {}
@@ -492,21 +475,13 @@ class LoraLibrary:
 
     def refresh(self) -> list[LoraInfo]:
         found: dict[str, LoraInfo] = {}
-        for folder in self.dirs:
-            if not folder.is_dir():
+        for folder, path in files_with_suffixes(self.dirs, LORA_SUFFIXES):
+            info = self._describe(path, folder)
+            if info.name in found:
+                log.warning("LoRA %s: another file with this name was found first (%s); ignoring it",
+                            path, found[info.name].path)
                 continue
-            for directory, subdirectories, files in os.walk(folder, followlinks=True):
-                subdirectories.sort()
-                for file_name in sorted(files):
-                    path = Path(directory) / file_name
-                    if path.suffix.lower() not in LORA_SUFFIXES:
-                        continue
-                    info = self._describe(path, folder)
-                    if info.name in found:
-                        log.warning("LoRA %s: another file with this name was found first (%s); ignoring it",
-                                    path, found[info.name].path)
-                        continue
-                    found[info.name] = info
+            found[info.name] = info
         aliases: dict[str, LoraInfo] = {}
         duplicated = set()
         for info in found.values():

@@ -38,6 +38,19 @@ def _walk(folder: Path):
         yield Path(directory), subdirectories, files
 
 
+def files_with_suffixes(folders, suffixes: tuple[str, ...]):
+    """``(folder, path)`` for every file below each existing folder whose suffix is one of ``suffixes``, in a
+    stable order (folders as given, then sorted names); LoRA and embedding lists are built from this."""
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for directory, _subdirectories, files in _walk(folder):
+            for file_name in sorted(files):
+                if Path(file_name).suffix.lower() in suffixes:
+                    yield folder, directory / file_name
+
+
 def _is_sidecar_vae(file_name: str) -> bool:
     return file_name.lower().endswith(SIDECAR_VAE_SUFFIXES)
 

@@ -17,6 +17,7 @@ from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.jobs import Job, JobQueue
 from paragoger.errors import UserError
+from paragoger.ext.loader import ExtensionManager
 from paragoger.imaging.transport import encode_png_base64
 from paragoger.model_manager.cache import ModelCache
 from paragoger.model_manager.embeddings import EmbeddingLibrary
@@ -52,6 +53,15 @@ class AppContext:
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings)
+        # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
+        self.extensions = ExtensionManager(self.paths.extensions_dirs,
+                                           state_file=self.paths.data_dir / "extensions.json",
+                                           samplers=self.samplers, args=options.extra.get("unknown", []),
+                                           library=self.library)
+        self.extensions.load_all()
+        self.scripts = self.extensions.scripts
+        self.extensions.engine = self.engine
+        self.engine.extension_runner = self.extensions.generation
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
 
@@ -67,6 +77,10 @@ class AppContext:
 
                 download_default_checkpoint(self.paths.default_checkpoint_dir())
                 self.library.refresh()
+        self._load_start_model()
+        self.extensions.app_started()
+
+    def _load_start_model(self) -> None:
         if not self.library.checkpoints():
             print(messages.render("no_checkpoint", folder=self.paths.default_checkpoint_dir()), flush=True)
             return
@@ -84,12 +98,13 @@ class AppContext:
             checkpoint, vae = job.request
             components = self.engine.load_model(checkpoint, vae, self.settings)
             self.settings.update({"sd_model_checkpoint": components.info.title})
+            self.extensions.notify_model(components)
             return components
         if job.kind == IMG2IMG_BATCH:
             batch = job.request
             return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir,
                              output_dir=batch.output_dir, mask_dir=batch.mask_dir)
-        return self.engine.generate(job.request, job)
+        return self.extensions.run_generation(job.request, job)
 
     def select_checkpoint(self, name: str, vae: str | None = None):
         """Load a checkpoint through the queue (so it never races a running generation) and remember it."""

@@ -35,6 +35,37 @@ from paragoger.model_manager.embeddings import ti_hashes_field
 from paragoger.model_manager.lora import lora_hashes_field
 
 
+class GenerationHooks:
+    """Extension points during one generation (scripts and extension callbacks). This base does nothing; the
+    extension runtime (``paragoger.ext.scripts.GenerationRun``) overrides them. ``request`` is the request to run
+    (scripts may have changed a copy of it before the generation starts)."""
+
+    def __init__(self, request: GenerationRequest):
+        self.request = request
+
+    def step_hooks(self) -> list:
+        return []
+
+    def model_ready(self, components) -> None:
+        pass
+
+    def process_batch(self, batch_index: int, seeds: list[int]) -> None:
+        pass
+
+    def postprocess_image(self, image, *, seed: int, subseed: int, batch_index: int, index: int):
+        """-> (image, extra infotext fields) for one decoded image."""
+        return image, {}
+
+    def before_image_saved(self, item: GeneratedImage) -> None:
+        pass
+
+    def image_saved(self, item: GeneratedImage) -> None:
+        pass
+
+    def postprocess(self, result: GenerationResult) -> None:
+        pass
+
+
 @dataclass
 class _Batch:
     """One batch (one of ``n_iter``) of ``batch_size`` images."""
@@ -54,6 +85,8 @@ class Engine:
         self.settings = settings
         self.paths = paths
         self.styles = styles
+        # (request, job) -> context manager giving GenerationHooks; set by the extension runtime (paragoger.ext)
+        self.extension_runner = None
 
     # 1. Model -------------------------------------------------------------------------------------------------
     def load_model(self, checkpoint: str | None, vae: str | None, settings) -> Components:
@@ -66,12 +99,20 @@ class Engine:
 
     # The whole generation ---------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
-        request.validate()
         job = job or Job(request=request)
+        runner = self.extension_runner
+        with (runner(request, job) if runner else contextlib.nullcontext(GenerationHooks(request))) as run:
+            result = self._generate(run.request, job, run)
+            run.postprocess(result)
+        return result
+
+    def _generate(self, request: GenerationRequest, job: Job, run: GenerationHooks) -> GenerationResult:
+        request.validate()
         settings = self.settings.with_overrides(request.override_settings)
         sampler, schedule = self.samplers.resolve(request.sampler_name, request.scheduler)
         job.progress.textinfo = "loading"
         components = self.load_model(request.checkpoint, request.vae, settings)
+        run.model_ready(components)
         prompts = prepare_prompts(request.prompt, request.negative_prompt, steps=request.steps,
                                   styles=self.styles, style_names=request.styles,
                                   comments=settings["enable_prompt_comments"])
@@ -81,14 +122,15 @@ class Engine:
         lora_calls = self.loras.resolve(prompts.extra_networks)[0] if self.loras else []
         with self._networks(components, lora_calls) as applied_loras:
             images = self._generate_batches(request, job, settings, components, encoder, prompts, sampler,
-                                            schedule, applied_loras)
+                                            schedule, applied_loras, run)
         result = GenerationResult(request=request, images=images, interrupted=job.interrupted)
         self._save_grid(request, result, settings)
         job.progress.textinfo = "done"
         return result
 
     def _generate_batches(self, request, job, settings, components, encoder, prompts, sampler, schedule,
-                          applied_loras) -> list[GeneratedImage]:
+                          applied_loras, run: GenerationHooks | None = None) -> list[GeneratedImage]:
+        run = run or GenerationHooks(request)
         prompt, negative = prompts.prompt, prompts.negative_prompt
         pictures = prepare_pictures(request) if request.mode == "img2img" else None
         first_seed = seeding.resolve_seed(request.seed)
@@ -98,23 +140,26 @@ class Engine:
             if job.interrupted:
                 break
             job.set_steps(batch.index, request.n_iter, request.steps)
+            run.process_batch(batch.index, batch.seeds)
             if pictures is not None and request.denoising_strength == 0:
                 decoded = [pictures.for_image(i)[0] for i in range(len(batch.seeds))]  # nothing to denoise
             else:
                 latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings,
-                                       job, pictures)
+                                       job, pictures, run=run)
                 decoded = self._decode(components, latents)
             if pictures is not None:
                 decoded = [pictures.finish(i, image) for i, image in enumerate(decoded)]
-            for image, seed, subseed in zip(decoded, batch.seeds, batch.subseeds):
+            for index, (image, seed, subseed) in enumerate(zip(decoded, batch.seeds, batch.subseeds)):
+                image, script_fields = run.postprocess_image(image, seed=seed, subseed=subseed,
+                                                             batch_index=batch.index, index=index)
                 params = generation_parameters(
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
                     schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"],
-                    extra=self._network_parameters(encoder, applied_loras, settings))
+                    extra={**self._network_parameters(encoder, applied_loras, settings), **script_fields})
                 text = infotexts.format_infotext(prompt, negative, params)
                 item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
                                       negative_prompt=negative, infotext=text)
-                self._save_image(request, item, settings)
+                self._save_image(request, item, settings, run)
                 images.append(item)
         return images
 
@@ -186,7 +231,7 @@ class Engine:
 
     # 4. Denoising ----------------------------------------------------------------------------------------------
     def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
-                pictures: PreparedPictures | None = None) -> torch.Tensor:
+                pictures: PreparedPictures | None = None, run: GenerationHooks | None = None) -> torch.Tensor:
         device, dtype = self.cache.device.device, self.cache.device.dtype
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
                                                    noise_seeds=batch.seeds)
@@ -197,7 +242,7 @@ class Engine:
                             reason=str(err)) from err
         guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds))
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
-        hooks = [self._progress_hook(job, components, settings)]
+        hooks = [*(run.step_hooks() if run else ()), self._progress_hook(job, components, settings)]
         with torch.inference_mode():
             if pictures is None:
                 latents = self._initial_noise(request, components, batch, settings) * scheduler.init_noise_sigma
@@ -294,13 +339,17 @@ class Engine:
         """A setting's folder: relative names live under the outputs folder, as in A1111."""
         return self.paths.outputs_dir / (settings["outdir_samples"] or settings[key])
 
-    def _save_image(self, request: GenerationRequest, item: GeneratedImage, settings) -> None:
+    def _save_image(self, request: GenerationRequest, item: GeneratedImage, settings,
+                    run: GenerationHooks | None = None) -> None:
         if not (request.save_images and settings["samples_save"]):
             return
+        run = run or GenerationHooks(request)
+        run.before_image_saved(item)
         outdir = self._output_dir(settings, f"outdir_{request.mode}_samples")
         item.path = str(saving.save_image(item.image, item.infotext, outdir=outdir, seed=item.seed,
                                           extension=settings["samples_format"],
                                           jpeg_quality=settings["jpeg_quality"]))
+        run.image_saved(item)
 
     def _save_grid(self, request: GenerationRequest, result: GenerationResult, settings) -> None:
         if len(result.images) < 2:

@@ -38,6 +38,11 @@ class GenerationRequest:
     send_images: bool = True
     do_not_save_grid: bool = False
     extra_params: dict[str, Any] = field(default_factory=dict)   # extra infotext fields (scripts, extensions)
+    # scripts (paragoger.ext.scripts): the Script dropdown's choice and its arguments (a list in UI order or a
+    # dict by name), and arguments for always-on scripts ({title: {"args": list or dict}}), as A1111's API takes
+    script_name: str | None = None
+    script_args: Any = None
+    alwayson_scripts: dict[str, Any] = field(default_factory=dict)
     # img2img, inpaint, outpaint, sketch (A1111's field names; ignored by txt2img)
     init_images: list[Any] = field(default_factory=list)       # PIL images
     mask: Any = None                                            # PIL image: white = regenerate

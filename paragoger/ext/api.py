@@ -1,0 +1,236 @@
+"""The public extension API: the one module an extension imports (``from paragoger.ext import api``).
+
+Versioned by ``API_VERSION`` ("major.minor"). An extension names the version it was written for in its
+``extension.json`` (``"api_version": "1.0"``); it loads when the major number is the same and its minor number
+is not newer than this one. Within a major version, names here are only ever added, never changed or removed.
+
+An extension's ``scripts/*.py`` modules may define:
+
+* ``setup(ext)``: called once at start with an ``ExtensionHandle``; register samplers, schedule types and
+  callbacks through it. Registrations go to the app that loads the extension (there are no module globals).
+* subclasses of ``Script``: found and registered automatically (or pass them to ``ext.register_script``).
+
+See docs/extensions.md for a walk-through and extensions/example for a working extension.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+API_VERSION = "1.0"
+
+
+def is_compatible(required: str | None, provided: str = API_VERSION) -> bool:
+    """Whether an extension written for API ``required`` runs on ``provided`` (same major, minor not newer).
+    No declared version counts as compatible (it is reported as unchecked)."""
+    if required is None or str(required).strip() == "":
+        return True
+    try:
+        want = [int(part) for part in str(required).strip().split(".")[:2]]
+        have = [int(part) for part in provided.split(".")[:2]]
+    except ValueError:
+        return False
+    want += [0] * (2 - len(want))
+    return want[0] == have[0] and want[1] <= have[1]
+
+
+# --- script controls ---------------------------------------------------------------------------------------------
+# Plain descriptions of inputs, so scripts need no Gradio: the page turns them into widgets, the HTTP API reads
+# their names and defaults. A script may also return real Gradio components from ``ui()``; their ``value`` is
+# then the default.
+
+@dataclass
+class Control:
+    label: str
+    value: Any = None
+    kind: str = "textbox"
+    options: dict = field(default_factory=dict)
+
+
+def Textbox(label: str, value: str = "", *, lines: int = 1) -> Control:
+    return Control(label, value, "textbox", {"lines": lines})
+
+
+def Number(label: str, value: float = 0, *, precision: int | None = None) -> Control:
+    return Control(label, value, "number", {"precision": precision})
+
+
+def Slider(label: str, minimum: float, maximum: float, value: float | None = None, *, step: float = 1) -> Control:
+    return Control(label, minimum if value is None else value, "slider",
+                   {"minimum": minimum, "maximum": maximum, "step": step})
+
+
+def Checkbox(label: str, value: bool = False) -> Control:
+    return Control(label, value, "checkbox")
+
+
+def Dropdown(label: str, choices: list, value: Any = None, *, multiselect: bool = False) -> Control:
+    default = value if value is not None else ([] if multiselect else (choices[0] if choices else None))
+    return Control(label, default, "dropdown", {"choices": list(choices), "multiselect": multiselect})
+
+
+# --- what scripts see during a generation --------------------------------------------------------------------------
+
+@dataclass
+class ImageResult:
+    """One decoded image, given to ``Script.postprocess_image``: replace ``image`` to change it, put infotext
+    fields into ``fields`` (``{"My field": "value"}``) to have them written into this image's parameters."""
+
+    image: Any                      # PIL.Image
+    seed: int
+    subseed: int
+    batch_index: int
+    index: int                      # index within the batch
+    fields: dict = field(default_factory=dict)
+
+
+class Processing:
+    """``p``: the generation a script takes part in.
+
+    ``request`` is the generation's request (a GenerationRequest: prompt, steps, sampler_name, seed, width, ...);
+    change it in ``before_process``. ``extra_params`` are infotext fields written into every image.
+    """
+
+    def __init__(self, request, job, runtime, scope):
+        self.request = request
+        self._job = job
+        self._runtime = runtime
+        self._scope = scope
+        self._owner = "builtin"      # the extension whose hook is running (set by the runner)
+
+    @property
+    def extra_params(self) -> dict:
+        return self.request.extra_params
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(getattr(self._job, "interrupted", False))
+
+    def on_denoising_step(self, fn: Callable[[Any], None]) -> None:
+        """A per-step callback for this generation only (removed when it ends, also on error or interrupt)."""
+        self._runtime.callbacks.add("denoising_step", fn, owner=self._owner, scope=self._scope)
+
+    # For scripts picked from the Script dropdown whose ``run`` makes several generations (X/Y/Z plot).
+    def generate(self, request=None, **changes):
+        """Run one generation (always-on scripts apply) and return its GenerationResult."""
+        return self._runtime.generate_inner(request or self.request, self._job, **changes)
+
+    def sampler_names(self) -> list[str]:
+        return self._runtime.sampler_names()
+
+    def schedule_names(self) -> list[str]:
+        return self._runtime.schedule_names()
+
+    def checkpoint_names(self) -> list[str]:
+        return self._runtime.checkpoint_names()
+
+    def set_progress_text(self, text: str) -> None:
+        progress = getattr(self._job, "progress", None)
+        if progress is not None:
+            progress.textinfo = text
+
+
+class Script:
+    """A script: a title, inputs (``ui``), and hooks around a generation.
+
+    ``always_on = True``: runs in every generation (its inputs sit in a collapsible section under the controls);
+    otherwise it is picked from the Script dropdown. ``args`` is a dict from the names ``ui`` gave to values.
+    A script that overrides ``run`` takes over the generation (call ``p.generate(...)`` as often as needed and
+    return a result); otherwise the generation runs normally with the hooks below.
+    """
+
+    title: str = "Untitled script"
+    always_on: bool = False
+
+    def show(self, is_img2img: bool) -> bool:
+        return True
+
+    def ui(self, is_img2img: bool) -> dict[str, Any]:
+        return {}
+
+    def before_process(self, p: Processing, args: dict) -> None:
+        pass
+
+    def process_batch(self, p: Processing, args: dict, *, batch_index: int, seeds: list[int]) -> None:
+        pass
+
+    def postprocess_image(self, p: Processing, image: ImageResult, args: dict) -> None:
+        pass
+
+    def postprocess(self, p: Processing, result, args: dict) -> None:
+        pass
+
+    def run(self, p: Processing, args: dict):
+        return None
+
+
+# --- the handle an extension gets ---------------------------------------------------------------------------------
+
+CALLBACK_KINDS = ("app_started", "model_loaded", "before_image_saved", "image_saved", "denoising_step",
+                  "infotext_pasted")
+
+
+class ExtensionHandle:
+    """What ``setup(ext)`` receives: this extension's name, folder and flags, and the ways to register things.
+
+    Registrations are collected and applied when the whole extension has loaded; an extension that fails to
+    load leaves nothing behind.
+    """
+
+    def __init__(self, name: str, path: Path, flags: argparse.Namespace, pending):
+        self.name = name
+        self.path = Path(path)
+        self.flags = flags           # values of the command-line flags this extension's preload.py added
+        self._pending = pending
+
+    def register_sampler(self, name: str, scheduler_class: type, kwargs: dict | None = None, *,
+                         aliases: tuple[str, ...] = (), default_schedule: str | None = None,
+                         schedules: tuple[str, ...] | None = None, needs_generator: bool = False,
+                         how: str = "") -> None:
+        """A sampler: a diffusers scheduler class (or a subclass the extension defines) and the fixed settings
+        that make it this algorithm. It appears in every sampler dropdown and in /sdapi/v1/samplers."""
+        from paragoger.samplers.specs import SamplerSpec
+
+        self._pending.samplers.append(SamplerSpec(
+            name, scheduler_class, kwargs or {}, aliases=tuple(aliases), default_schedule=default_schedule,
+            schedules=schedules, needs_generator=needs_generator, how=how or f"from extension {self.name}"))
+
+    def register_schedule(self, name: str, label: str, config: dict, *, config_if_supported: dict | None = None,
+                          aliases: tuple[str, ...] = (), how: str = "") -> None:
+        """A schedule type: scheduler-config settings that choose the noise levels or timesteps."""
+        from paragoger.samplers.specs import ScheduleSpec
+
+        self._pending.schedules.append(ScheduleSpec(name, label, config, config_if_supported or {},
+                                                    aliases=tuple(aliases), how=how))
+
+    def register_script(self, script: Script | type) -> None:
+        self._pending.scripts.append(script() if isinstance(script, type) else script)
+
+    # Callbacks for the life of the app. An exception in one disables this extension (and is reported).
+    def on_app_started(self, fn: Callable[[], None]) -> None:
+        """``fn()`` once the app has started and loaded its model."""
+        self._pending.callbacks.append(("app_started", fn))
+
+    def on_model_loaded(self, fn: Callable[[Any], None]) -> None:
+        """``fn(checkpoint_info)`` whenever another checkpoint is loaded (``.title``, ``.model_name``)."""
+        self._pending.callbacks.append(("model_loaded", fn))
+
+    def on_before_image_saved(self, fn: Callable[[Any], None]) -> None:
+        """``fn(item)`` before an image is written: may change ``item.image`` and ``item.infotext``."""
+        self._pending.callbacks.append(("before_image_saved", fn))
+
+    def on_image_saved(self, fn: Callable[[Any], None]) -> None:
+        """``fn(item)`` after an image is written (``item.path``)."""
+        self._pending.callbacks.append(("image_saved", fn))
+
+    def on_denoising_step(self, fn: Callable[[Any], None]) -> None:
+        """``fn(state)`` after every denoising step of every generation: ``state.step``, ``state.steps``,
+        ``state.timestep``, ``state.noise_pred``, ``state.latents`` (assign a new tensor to change them),
+        ``state.stop = True`` ends sampling."""
+        self._pending.callbacks.append(("denoising_step", fn))
+
+    def on_infotext_pasted(self, fn: Callable[[str, dict], None]) -> None:
+        """``fn(infotext, fields)`` when parameters are pasted: may add to or change ``fields`` in place."""
+        self._pending.callbacks.append(("infotext_pasted", fn))

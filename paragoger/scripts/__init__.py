@@ -1,0 +1,7 @@
+"""Built-in scripts, written against the public extension API (``paragoger.ext.api``) like any extension's."""
+from __future__ import annotations
+
+
+def builtin_scripts() -> list:
+    """New instances of the built-in scripts, in Script dropdown order."""
+    return []

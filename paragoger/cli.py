@@ -37,6 +37,9 @@ class LaunchOptions:
     download_default: bool = False
     create_test_model: bool = False
     queue_size: int = 64
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_origins_regex: str | None = None
+    api_max_request_mb: float = 256.0
     extra: dict = field(default_factory=dict)
 
 
@@ -85,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--create-test-model", action="store_true",
         help="create a tiny random test model (its images are noise) when no checkpoint is present")
     add("--queue-size", type=int, default=64, help="most jobs waiting at once; more get 'queue full'")
+    add("--cors-allow-origins", default=None,
+        help="comma-separated origins whose web pages may call the API (e.g. http://localhost:3000)")
+    add("--cors-allow-origins-regex", default=None, help="regular expression of origins that may call the API")
+    add("--api-max-request-mb", type=float, default=256.0,
+        help="largest request body the server reads, in MB (larger ones get 413)")
     return p
 
 
@@ -106,5 +114,8 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         extensions_dirs=tuple(ns.extensions_dir), outputs_dir=ns.outdir, ckpt=ns.ckpt, device=ns.device,
         precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, medvram=ns.medvram,
         lowvram=ns.lowvram, xformers=ns.xformers, download_default=ns.download_default,
-        create_test_model=ns.create_test_model, queue_size=ns.queue_size, extra={"unknown": unknown},
+        create_test_model=ns.create_test_model, queue_size=ns.queue_size,
+        cors_allow_origins=tuple(o.strip() for o in (ns.cors_allow_origins or "").split(",") if o.strip()),
+        cors_allow_origins_regex=ns.cors_allow_origins_regex or None, api_max_request_mb=ns.api_max_request_mb,
+        extra={"unknown": unknown},
     )

@@ -115,5 +115,7 @@ ENGLISH.update({
 # HTTP API and server (jobs, limits, paths)
 ENGLISH.update({
     "job_cancelled": "Job {job_id} was cancelled before it ran.",
+    "path_outside_folder": "{key} = '{value}' points outside {folder}; folders given in requests must stay "
+                           "inside the app's folders.",
     "request_too_large": "The request body is too large ({size} bytes; the limit is {limit} bytes).",
 })

@@ -5,8 +5,11 @@ import threading
 import webbrowser
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
+from paragoger import messages
 from paragoger.api.auth import install_basic_auth
 from paragoger.api.routes import build_router, install_error_handlers
 
@@ -19,6 +22,8 @@ def build_app(context) -> FastAPI:
     install_error_handlers(app)
     if options.api_auth:
         install_basic_auth(app, options.api_auth, prefix="/sdapi/")
+    install_body_limit(app, int(options.api_max_request_mb * 1024 * 1024))
+    install_cors(app, options)
     app.include_router(build_router(context))
     if not options.nowebui:
         from paragoger.ui.app import mount_ui
@@ -27,17 +32,48 @@ def build_app(context) -> FastAPI:
     return app
 
 
+def install_body_limit(app: FastAPI, limit: int) -> None:
+    """Refuse a request whose declared body is larger than ``limit`` bytes with 413, before reading it."""
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return JSONResponse(status_code=413, content={
+                "error": "RequestTooLarge", "key": "request_too_large",
+                "detail": messages.render("request_too_large", size=int(declared), limit=limit)})
+        return await call_next(request)
+
+
+def install_cors(app: FastAPI, options) -> None:
+    """``--cors-allow-origins a,b`` and ``--cors-allow-origins-regex RE`` as in A1111: those origins may call
+    every route with any method and header, credentials included. Neither flag: no CORS headers at all."""
+    if not options.cors_allow_origins and not options.cors_allow_origins_regex:
+        return
+    app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_allow_origins),
+                       allow_origin_regex=options.cors_allow_origins_regex, allow_methods=["*"],
+                       allow_headers=["*"], allow_credentials=True)
+
+
 def local_url(options) -> str:
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
     return f"http://{host}:{options.port}/"
 
 
+def exposure_warning(options) -> str | None:
+    """The warning printed when the app listens beyond this machine without any authentication."""
+    if options.host in ("127.0.0.1", "localhost", "::1") or options.gradio_auth or options.api_auth:
+        return None
+    return (f"WARNING: listening on {options.host} without --gradio-auth or --api-auth: anyone on the network "
+            "can use this app.")
+
+
 def serve(context) -> None:
     options = context.options
     app = build_app(context)
-    if options.host not in ("127.0.0.1", "localhost", "::1") and not (options.gradio_auth or options.api_auth):
-        print(f"WARNING: listening on {options.host} without --gradio-auth or --api-auth: anyone on the network "
-              "can use this app.")
+    warning = exposure_warning(options)
+    if warning:
+        print(warning, flush=True)
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     server = uvicorn.Server(config)
     url = local_url(options)

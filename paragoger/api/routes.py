@@ -113,6 +113,18 @@ def run_job(context, request: GenerationRequest):
     return job.result
 
 
+def check_request_paths(context, changes: dict[str, Any] | None) -> None:
+    """Settings that name folders (``outdir_*``), when they come in a request, must stay inside the outputs
+    folder: ``../``, absolute paths elsewhere and symlinks leading out are refused with 400."""
+    root = context.paths.outputs_dir.resolve()
+    for key, value in (changes or {}).items():
+        if not key.startswith("outdir_") or value in (None, ""):
+            continue
+        target = (root / str(value)).resolve()
+        if target != root and root not in target.parents:
+            raise UserError("path_outside_folder", key=key, value=value, folder=str(root))
+
+
 def wants_async(body) -> bool:
     """Beyond A1111: ``"async": true`` in a txt2img/img2img body answers a job id at once."""
     return bool((body.model_extra or {}).get("async"))
@@ -154,6 +166,7 @@ def build_router(context) -> APIRouter:
     def check(request: GenerationRequest) -> GenerationRequest:
         """What can be refused before queueing: 4xx at once, never a job that fails later."""
         request.validate()
+        check_request_paths(context, request.override_settings)
         unknown_styles = [name for name in request.styles if name not in context.styles]
         if unknown_styles:
             raise UserError("unknown_style", name=", ".join(unknown_styles))
@@ -303,6 +316,7 @@ def build_router(context) -> APIRouter:
 
     @router.post("/options")
     def set_options(changes: dict[str, Any] = Body(...)):
+        check_request_paths(context, changes)
         context.apply_options(changes)
         return {}
 

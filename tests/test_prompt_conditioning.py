@@ -86,3 +86,8 @@ def test_styles_are_applied_in_order(app_context):
         name="film", prompt="{prompt}, film grain", negative_prompt="cartoon"))
     prompts = prepare_prompts("a cat", "blurry", steps=2, styles=app_context.styles, style_names=["film"])
     assert prompts.prompt == "a cat, film grain" and prompts.negative_prompt == "blurry, cartoon"
+
+
+def test_text_is_cleaned_like_clip_does_before_tokenizing(components):
+    encoder = PromptEncoder(components)
+    assert torch.equal(encoder.encode("fish &amp;  chips").embeds, encoder.encode("fish & chips").embeds)

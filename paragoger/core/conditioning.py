@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from paragoger.errors import UserError
+from paragoger.model_manager.configs import clip_clean_text
 from paragoger.prompts.attention import parse_attention
 
 CHUNK_LENGTH = 75
@@ -82,7 +83,9 @@ class _ChunkedTokenizer:
     def chunks(self, text: str) -> tuple[list[_Chunk], int]:
         """The chunks of ``text`` and its token count (what the UI counter shows)."""
         runs = parse_attention(text)
-        texts = [run_text for run_text, _ in runs]
+        # CLIP's own tokenizer (and A1111 through it) repairs text with ftfy, unescapes HTML and collapses
+        # whitespace before encoding; transformers 5 no longer does, so it is done here for identical ids.
+        texts = [clip_clean_text(run_text) for run_text, _ in runs]
         tokenized = self.tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
         chunks: list[_Chunk] = []
         tokens: list[int] = []

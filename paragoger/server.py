@@ -5,8 +5,9 @@ import threading
 import webbrowser
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 
 from paragoger import messages
@@ -33,16 +34,25 @@ def build_app(context) -> FastAPI:
 
 
 def install_body_limit(app: FastAPI, limit: int) -> None:
-    """Refuse a request whose declared body is larger than ``limit`` bytes with 413, before reading it."""
+    """Refuse a request whose declared body is larger than ``limit`` bytes with 413, before reading it.
+    Plain ASGI (not ``@app.middleware``) so that routes still hear a client disconnect."""
+    app.add_middleware(BodyLimit, limit=limit)
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return JSONResponse(status_code=413, content={
-                "error": "RequestTooLarge", "key": "request_too_large",
-                "detail": messages.render("request_too_large", size=int(declared), limit=limit)})
-        return await call_next(request)
+
+class BodyLimit:
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.limit:
+                response = JSONResponse(status_code=413, content={
+                    "error": "RequestTooLarge", "key": "request_too_large",
+                    "detail": messages.render("request_too_large", size=int(declared), limit=self.limit)})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def install_cors(app: FastAPI, options) -> None:

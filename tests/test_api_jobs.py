@@ -121,25 +121,40 @@ def test_async_img2img(api):
     assert len(result["images"]) == 1 and "init_images" not in result["parameters"]
 
 
-def _raw_post(url: str, body: dict) -> socket.socket:
+AUTH = "Authorization: Basic " + base64.b64encode(b"me:pw").decode() + "\r\n"
+
+
+def _raw_post(url: str, body: dict, auth: bool) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     data = json.dumps(body).encode()
     sock = socket.create_connection((host, int(port)))
     sock.sendall(b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                 + (AUTH if auth else "").encode() + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
     return sock
 
 
-def test_a_client_that_disconnects_leaves_no_stuck_job(app_context, serve_app):
-    url = serve_app(app_context)
-    api = httpx.Client(base_url=url + "/sdapi/v1", timeout=60)
-    running_sock = _raw_post(url, LONG)   # runs, then its client goes away
+@pytest.mark.parametrize("auth", [False, True])
+def test_a_client_that_disconnects_leaves_no_stuck_job(data_dir, serve_app, auth):
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+
+    flags = ["--data-dir", str(data_dir), "--nowebui"] + (["--api-auth", "me:pw"] if auth else [])
+    app_context = AppContext(parse_args(flags, env={}))
+    try:
+        _disconnect_check(app_context, serve_app(app_context), auth)
+    finally:
+        app_context.close()
+
+
+def _disconnect_check(app_context, url, auth):
+    api = httpx.Client(base_url=url + "/sdapi/v1", timeout=60, auth=("me", "pw") if auth else None)
+    running_sock = _raw_post(url, LONG, auth)   # runs, then its client goes away
     deadline = time.time() + 60
     while app_context.queue.current is None or app_context.queue.current.progress.step < 1:
         assert time.time() < deadline
         time.sleep(0.05)
     running = app_context.queue.current
-    waiting_sock = _raw_post(url, BODY)   # waits behind it, then its client goes away
+    waiting_sock = _raw_post(url, BODY, auth)   # waits behind it, then its client goes away
     while app_context.queue.waiting_count() < 1:
         assert time.time() < deadline
         time.sleep(0.05)

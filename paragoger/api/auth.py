@@ -6,8 +6,9 @@ import base64
 import binascii
 import secrets
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 
 from paragoger import messages
 
@@ -27,9 +28,19 @@ def credentials_ok(header: str | None, users: tuple[tuple[str, str], ...]) -> bo
 
 
 def install_basic_auth(app: FastAPI, users: tuple[tuple[str, str], ...], *, prefix: str) -> None:
-    @app.middleware("http")
-    async def basic_auth(request: Request, call_next):
-        if request.url.path.startswith(prefix) and not credentials_ok(request.headers.get("authorization"), users):
-            return JSONResponse(status_code=401, content={"detail": messages.render("auth_required")},
-                                headers={"WWW-Authenticate": "Basic"})
-        return await call_next(request)
+    """Plain ASGI middleware (not ``@app.middleware``, which hides a client disconnect from the routes)."""
+    app.add_middleware(BasicAuth, users=users, prefix=prefix)
+
+
+class BasicAuth:
+    def __init__(self, app, users: tuple[tuple[str, str], ...], prefix: str):
+        self.app, self.users, self.prefix = app, users, prefix
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix) \
+                and not credentials_ok(Headers(scope=scope).get("authorization"), self.users):
+            response = JSONResponse(status_code=401, content={"detail": messages.render("auth_required")},
+                                    headers={"WWW-Authenticate": "Basic"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ from paragoger import messages
 from paragoger.errors import UserError
 from paragoger.settings import OPTION_SPECS
 from paragoger.ui import widgets
+from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
 from paragoger.ui.tabs import img2img, txt2img
 
@@ -122,6 +123,8 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
                     img2img_panel = img2img.build(context, context.settings, checkpoint)
+                with gr.Tab(label("Extensions"), id="extensions", elem_id="tab_extensions"):
+                    build_extensions_tab(context)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
             for source in (txt2img_panel, img2img_panel):
@@ -136,7 +139,8 @@ def mount_ui(app, context):
     demo = build_ui(context)
     demo.queue(default_concurrency_limit=1)
     return gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
-                               css=widgets.CSS, head=page_scripts(), footer_links=["api"])
+                               css=widgets.CSS, head=page_scripts() + context.extensions.page_head(),
+                               footer_links=["api"])
 
 
 def page_scripts() -> str:

@@ -7,14 +7,16 @@ into the request; everything else is the same code for txt2img and img2img.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import gradio as gr
 
 from paragoger.core.jobs import FAILED
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
+from paragoger.ext.scripts import resolve_script_request
 from paragoger.ui import extra_networks, widgets
+from paragoger.ui.extensions import script_controls
 from paragoger.ui.labels import label
 
 POLL_SECONDS = 0.4
@@ -46,6 +48,7 @@ class GenerationPanel:
     infotext: gr.HTML = None
     error: gr.HTML = None
     extra: dict = field(default_factory=dict)
+    scripts: Any = None       # ui.extensions.ScriptControls: the Script dropdown and always-on scripts
 
     def common_inputs(self) -> list:
         s = self.seeds
@@ -95,8 +98,9 @@ def sampling_controls(context, settings, tab: str) -> dict:
     cfg_scale = gr.Slider(1, 30, value=settings["default_cfg_scale"], step=0.5, label=label("CFG Scale"),
                           elem_id=f"{tab}_cfg_scale")
     seeds = widgets.seed_widgets(tab)
+    scripts = script_controls(context, tab)  # extensions: Script dropdown, always-on scripts
     return dict(sampler=sampler, scheduler=scheduler, steps=steps, width=width, height=height,
-                batch_count=batch_count, batch_size=batch_size, cfg_scale=cfg_scale, seeds=seeds)
+                batch_count=batch_count, batch_size=batch_size, cfg_scale=cfg_scale, seeds=seeds, scripts=scripts)
 
 
 def output_panel(panel: GenerationPanel) -> None:
@@ -167,12 +171,17 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
     job_id = gr.State(None)
     last_seed = gr.State(-1)
     common = panel.common_inputs()
+    script_inputs = panel.scripts.all_inputs() if panel.scripts is not None else []
+    extra_end = len(common) + len(extra_inputs)
 
     def generate(*values):
         try:
             request = base_request(context, panel.tab, list(values[:len(common)]))
             if fill_request is not None:
-                request = fill_request(request, list(values[len(common):]))
+                request = fill_request(request, list(values[len(common):extra_end]))
+            if panel.scripts is not None:
+                request = panel.scripts.fill(request, list(values[extra_end:]))
+                resolve_script_request(context.scripts, request)  # unknown arguments: said before queueing
             request.validate()
             context.samplers.resolve(request.sampler_name, request.scheduler)
             job = None
@@ -190,7 +199,7 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
         first_seed = result.images[0].seed if result.images else -1
         yield gallery_items(result), "", widgets.infotext_html(text), None, first_seed, ""
 
-    inputs = [*common, *extra_inputs]
+    inputs = [*common, *extra_inputs, *script_inputs]
     outputs = [panel.gallery, panel.progress, panel.infotext, job_id, last_seed, panel.error]
     for trigger in (panel.generate.click, panel.prompt.submit):
         trigger(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, show_progress="hidden",
@@ -234,6 +243,7 @@ def wire_paste(context, panel: GenerationPanel) -> None:
 
     def paste(text):
         pasted = parameters_from_infotext(text or "")
+        context.extensions.infotext_pasted(text or "", pasted.fields)
         values = [pasted.prompt, pasted.negative_prompt]
         values += [pasted.fields[key] if key in pasted.fields else gr.update() for key in keys[2:]]
         message, checkpoint = "", gr.update()

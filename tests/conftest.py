@@ -185,7 +185,7 @@ def open_page(serve_app):
         page = browser.new_page(viewport={"width": 1400, "height": height})
         page.goto(url + "/")
         page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-        page.wait_for_load_state("networkidle")  # Gradio finishes wiring its components after the first paint
+        page.wait_for_timeout(500)  # Gradio finishes wiring its components just after the first paint
         return page
 
     with stack:

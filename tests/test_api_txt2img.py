@@ -147,3 +147,25 @@ def test_prompt_styles_are_listed_and_applied_by_name(api, app_context):
     assert info["infotexts"][0].startswith("a red bicycle, film grain\nNegative prompt: ugly, cartoon\n")
     response = api.post("/txt2img", json={**BODY, "styles": ["nope"]})
     assert response.status_code == 400 and "Unknown style: nope" in response.text
+
+
+def test_always_on_script_arguments_reach_the_script_from_the_api(data_dir, serve_app, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "extensions" / "example"
+    extensions = data_dir / "extensions"
+    extensions.mkdir(exist_ok=True)
+    shutil.copytree(example, extensions / "example")
+    context = AppContext(parse_args(["--data-dir", str(data_dir)], env={}))
+    try:
+        url = serve_app(context) + "/sdapi/v1"
+        assert set(httpx.get(url + "/scripts").json()) == {"txt2img", "img2img"}
+        info = httpx.get(url + "/script-info").json()
+        assert "example stamp" in [item["name"].lower() for item in info]
+        titles = [item["name"] for item in httpx.get(url + "/extensions").json()]
+        assert "example" in [title.lower() for title in titles]
+        bad = httpx.post(url + "/txt2img", json={**BODY, "script_name": "no such script"}, timeout=60)
+        assert bad.status_code == 400
+    finally:
+        context.close()

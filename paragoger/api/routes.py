@@ -11,13 +11,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from paragoger.api import schemas
-from paragoger.core.outpaint import OutpaintOptions, outpaint_request
-from paragoger.imaging.transport import decode_image_base64, encode_png_base64
 from paragoger.core.jobs import CALL, CANCELLED, DONE, FAILED, Job
+from paragoger.core.outpaint import OutpaintOptions, outpaint_request
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
+from paragoger.ext.scripts import resolve_script_request
 from paragoger.imaging.infotext import parse_infotext
 from paragoger.imaging.metadata import read_metadata
+from paragoger.imaging.transport import decode_image_base64, encode_png_base64
 
 API_SAMPLER_DEFAULT = "Euler"  # what A1111's API uses when a request names no sampler
 
@@ -33,7 +34,8 @@ def txt2img_request(body: schemas.Txt2ImgBody) -> GenerationRequest:
         steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
         override_settings=dict(body.override_settings or {}),
         save_images=body.save_images and not body.do_not_save_samples, send_images=body.send_images,
-        do_not_save_grid=body.do_not_save_grid,
+        do_not_save_grid=body.do_not_save_grid, script_name=body.script_name or None,
+        script_args=body.script_args, alwayson_scripts=dict(body.alwayson_scripts or {}),
     )
 
 
@@ -171,6 +173,7 @@ def build_router(context) -> APIRouter:
         if unknown_styles:
             raise UserError("unknown_style", name=", ".join(unknown_styles))
         context.samplers.resolve(request.sampler_name, request.scheduler)
+        resolve_script_request(context.scripts, request)  # unknown script or argument: 400 now
         return request
 
     async def generation(http_request: Request, body, build: Callable, respond: Callable[[Any], dict]):
@@ -379,15 +382,15 @@ def build_router(context) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        return {"txt2img": [], "img2img": []}
+        return context.scripts.api_list()
 
     @router.get("/script-info")
     def script_info():
-        return []
+        return context.scripts.api_info()
 
     @router.get("/extensions")
     def extensions():
-        return []
+        return context.extensions.api_list()
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint():

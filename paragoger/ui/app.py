@@ -41,7 +41,7 @@ def build_top_bar(context) -> None:
         checkpoint = gr.Dropdown(_checkpoint_choices(context), value=_selected_checkpoint(context),
                                  label=label("Stable Diffusion checkpoint"), elem_id="setting_sd_model_checkpoint",
                                  scale=4)
-        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        refresh = gr.Button("↻", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
         vae = gr.Dropdown(["Automatic", "None", *context.library.vaes()], value=context.settings["sd_vae"],
                           label=label("SD VAE"), elem_id="setting_sd_vae", scale=2)
         create_test = gr.Button(label("Create tiny test model"), elem_id="create_test_model", scale=0,

@@ -27,7 +27,7 @@ class SeedWidgets:
 def seed_widgets(tab: str) -> SeedWidgets:
     with gr.Row(elem_id=f"{tab}_seed_row"):
         seed = gr.Number(label=label("Seed"), value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
-        random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
+        random_seed = gr.Button("⚄", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
         reuse_seed = gr.Button("♻", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
     with gr.Accordion(label("Variation seed"), open=False, elem_id=f"{tab}_subseed_accordion"):
         with gr.Row():

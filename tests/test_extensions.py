@@ -326,7 +326,7 @@ def test_selected_script_that_takes_over_makes_its_own_generations(extensions_di
                 return first
     '''})
     context = start_context()
-    assert context.scripts.api_list()["txt2img"] == ["twice"]
+    assert "twice" in context.scripts.api_list()["txt2img"]
     result = generate(context, script_name="Twice", script_args={"seed_step": 5})
     assert [item.seed for item in result.images] == [7, 12]
 

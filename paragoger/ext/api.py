@@ -19,7 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from paragoger import messages
+from paragoger.errors import UserError
+from paragoger.imaging.grid import annotate_grid, make_grid, load_label_font  # noqa: F401  (public re-exports)
+
 API_VERSION = "1.0"
+
+messages.ENGLISH.setdefault("script_error", "{text}")
+
+
+class ScriptError(UserError):
+    """A mistake the user can fix, found by a script (a bad axis value, an unreadable line): the generation ends
+    and ``text`` is shown as the error (HTTP 400 from the API). Also catch ``UserError`` to see the app's own."""
+
+    def __init__(self, text: str):
+        super().__init__("script_error", text=str(text))
+
+# Grids (re-exported from the app): ``make_grid(images, rows=None)`` puts images into one picture row by row;
+# ``annotate_grid(grid, cell_width=, cell_height=, column_labels=, row_labels=)`` adds label bands on top and left,
+# as X/Y/Z plot's legend; ``load_label_font(size)`` is the font those labels use.
 
 
 def is_compatible(required: str | None, provided: str = API_VERSION) -> bool:
@@ -125,6 +143,43 @@ class Processing:
 
     def checkpoint_names(self) -> list[str]:
         return self._runtime.checkpoint_names()
+
+    def vae_names(self) -> list[str]:
+        """"Automatic", "None" and the VAE files, as the VAE setting takes them."""
+        library = getattr(self._runtime, "library", None)
+        return ["Automatic", "None"] + (list(library.vaes()) if library is not None else [])
+
+    def check(self, request=None, **changes) -> None:
+        """Raise UserError when ``request`` (default: this one) with ``changes`` could not run: size, steps and
+        the other limits, an unknown sampler or schedule type, checkpoint or VAE. Generates nothing; for scripts
+        that check every planned generation before starting the first."""
+        request = (request or self.request).copy(**changes)
+        request.validate()
+        samplers = getattr(self._runtime, "samplers", None)
+        if samplers is not None:
+            samplers.resolve(request.sampler_name, request.scheduler)
+        library = getattr(self._runtime, "library", None)
+        if library is not None:
+            if request.checkpoint:
+                library.find_checkpoint(request.checkpoint)
+            if request.vae:
+                library.find_vae(request.vae)
+
+    def save_grid(self, image, infotext: str | None = None) -> str | None:
+        """Save a grid made by a script like the engine saves its batch grids (grids folder, the "grid_save"
+        and format settings, and not when the request says ``save_images=False`` or ``do_not_save_grid``);
+        returns the path, or None when it was not saved."""
+        engine = getattr(self._runtime, "engine", None)
+        if engine is None or not self.request.save_images or self.request.do_not_save_grid:
+            return None
+        from paragoger.imaging import saving
+
+        settings = engine.settings.with_overrides(self.request.override_settings)
+        if not settings["grid_save"]:
+            return None
+        outdir = engine._output_dir(settings, f"outdir_{self.request.mode}_grids")
+        return str(saving.save_grid(image, infotext, outdir=outdir, extension=settings["grid_format"],
+                                    jpeg_quality=settings["jpeg_quality"]))
 
     def set_progress_text(self, text: str) -> None:
         progress = getattr(self._job, "progress", None)

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 def builtin_scripts() -> list:
     """New instances of the built-in scripts, in Script dropdown order."""
-    return []
+    from .xyz_grid import XYZPlot
+
+    return [XYZPlot()]

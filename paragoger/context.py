@@ -20,6 +20,7 @@ from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
 from paragoger.imaging.transport import encode_png_base64
 from paragoger.model_manager.cache import ModelCache
+from paragoger.model_manager.depth import DepthEstimators
 from paragoger.model_manager.embeddings import EmbeddingLibrary
 from paragoger.model_manager.library import ModelLibrary
 from paragoger.model_manager.lora import LoraLibrary
@@ -50,9 +51,10 @@ class AppContext:
         self.styles = StyleStore(self.paths.styles_file)
         self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache)
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
+        self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
-                             embeddings=self.embeddings)
+                             embeddings=self.embeddings, depth_estimators=self.depth_estimators)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",

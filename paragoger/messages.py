@@ -119,3 +119,16 @@ ENGLISH.update({
                            "inside the app's folders.",
     "request_too_large": "The request body is too large ({size} bytes; the limit is {limit} bytes).",
 })
+
+# depth and instruct-pix2pix checkpoints
+ENGLISH.update({
+    "depth_estimator_missing": "Checkpoint '{name}' is a depth model: it needs the depth of the picture. Upload a "
+                               "depth map, or put a depth estimator (a transformers DPT/MiDaS folder such as "
+                               "dpt-hybrid-midas, with its preprocessor_config.json) into {folder}.",
+    "depth_estimator_unreadable": "Could not load the depth estimator '{name}': {reason}. It must be a "
+                                  "transformers depth-estimation folder (config.json, weights, "
+                                  "preprocessor_config.json).",
+    "checkpoint_needs_picture": "Checkpoint '{name}' changes a picture (depth or instruct-pix2pix model); use it "
+                                "in img2img with a picture to start from.",
+    "image_cfg_out_of_range": "Image CFG scale must be between 0 and 100 (got {value}).",
+})

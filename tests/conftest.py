@@ -25,7 +25,8 @@ def pytest_configure(config):
 # model_manager: tiny model files, written once per test session (read-only: copy them before changing them)
 # ================================================================================================================
 # tiny_model_file(kind, fmt) -> Path
-#   kind: "sd1", "sd1-inpaint", "sd2" (epsilon), "sd2-v", "sdxl"   (see paragoger/model_manager/fixtures.py)
+#   kind: "sd1", "sd1-inpaint", "sd1-pix2pix", "sd2" (epsilon), "sd2-v", "sd2-depth", "sdxl"
+#         (see paragoger/model_manager/fixtures.py; tiny depth estimators: model_manager/depth_fixtures.py)
 #   fmt:  "safetensors"  original single file, fp32
 #         "fp16"         original single file, fp16, with EMA keys, alphas_cumprod, position_ids like real files
 #         "ckpt"         2022 Lightning pickle (state_dict, numpy global_step, ModelCheckpoint callback)

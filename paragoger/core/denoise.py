@@ -39,11 +39,18 @@ class Guidance:
 
     The UNet sees ``[negative, positive_1, ..., positive_k]`` in one batch; the guided prediction is
     ``neg + cfg * sum(w_i * (pos_i - neg))``, which for one positive of weight 1 is diffusers' formula.
+
+    instruct-pix2pix checkpoints (``image_cfg_scale`` set) also guide by their picture, as diffusers'
+    StableDiffusionInstructPix2PixPipeline does: the UNet sees ``[positive_1..k + picture, negative + picture,
+    negative + no picture]`` and the prediction is ``uncond + cfg * sum(w_i * (pos_i - image)) + image_cfg *
+    (image - uncond)``. Unlike diffusers (which then turns all guidance off), an Image CFG scale below 1 still
+    guides, as in AUTOMATIC1111.
     """
 
     negative: ScheduledConditioning
     positives: list[tuple[float, ScheduledConditioning]]
     cfg_scale: float
+    image_cfg_scale: float | None = None  # None: the model takes no picture guidance
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -51,14 +58,28 @@ class Guidance:
         return self.cfg_scale > 1.0 or len(self.positives) > 1
 
     @property
+    def guides_by_picture(self) -> bool:
+        return self.image_cfg_scale is not None and self.uses_negative
+
+    @property
     def copies(self) -> int:
         """How many copies of the latents the UNet sees per step."""
-        return len(self.positives) + (1 if self.uses_negative else 0)
+        return len(self.positives) + (2 if self.guides_by_picture else 1 if self.uses_negative else 0)
+
+    def image_conditioning(self, conditioning: torch.Tensor | None) -> torch.Tensor | None:
+        """The extra input channels for every copy: the same for all, except pix2pix's "no picture" copy (zeros)."""
+        if conditioning is None or self.copies == 1:
+            return conditioning
+        if self.guides_by_picture:
+            return torch.cat([conditioning] * (self.copies - 1) + [torch.zeros_like(conditioning)])
+        return torch.cat([conditioning] * self.copies)
 
     def at(self, step: int) -> TextConditioning:
         """The batched conditioning for ``step``, built once per distinct combination of active texts."""
         parts = [conditioning.at(step) for _, conditioning in self.positives]
-        if self.uses_negative:
+        if self.guides_by_picture:
+            parts += [self.negative.at(step)] * 2
+        elif self.uses_negative:
             parts.insert(0, self.negative.at(step))
         key = tuple(id(part) for part in parts)
         if key not in self._cache:
@@ -70,11 +91,22 @@ class Guidance:
         chunks = noise_pred.chunk(self.copies)
         if not self.uses_negative:
             return chunks[0]
+        if self.guides_by_picture:
+            return self._combine_with_picture(chunks)
         noise_uncond, positives = chunks[0], chunks[1:]
         if len(positives) == 1 and self.positives[0][0] == 1.0:
             return noise_uncond + self.cfg_scale * (positives[0] - noise_uncond)
         delta = sum(weight * (noise - noise_uncond) for (weight, _), noise in zip(self.positives, positives))
         return noise_uncond + self.cfg_scale * delta
+
+    def _combine_with_picture(self, chunks) -> torch.Tensor:
+        positives, noise_image, noise_uncond = chunks[:-2], chunks[-2], chunks[-1]
+        if len(positives) == 1 and self.positives[0][0] == 1.0:
+            # diffusers' expression, term for term, so the same seed gives the same pixels
+            return (noise_uncond + self.cfg_scale * (positives[0] - noise_image)
+                    + self.image_cfg_scale * (noise_image - noise_uncond))
+        delta = sum(weight * (noise - noise_image) for (weight, _), noise in zip(self.positives, positives))
+        return noise_uncond + self.cfg_scale * delta + self.image_cfg_scale * (noise_image - noise_uncond)
 
 
 @dataclass
@@ -105,19 +137,20 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps
     (or interrupted) latents. img2img passes the tail of the schedule that its denoising strength leaves.
 
     ``image_conditioning`` is concatenated to the UNet input's channels for models that take more than the
-    latents (inpainting: mask + masked-image latents), after the scheduler has scaled the latents.
+    latents (inpainting: mask + masked-image latents; depth; pix2pix: picture latents), after the scheduler has
+    scaled the latents; ``guidance`` says what each copy of the batch gets.
     """
     copies = guidance.copies
     timesteps = scheduler.timesteps if timesteps is None else timesteps
+    extra = guidance.image_conditioning(image_conditioning)  # the same at every step
     for index, t in enumerate(timesteps):
         step = sampling_step(index, scheduler.order, steps)
         conditioning = guidance.at(step)
 
-        # 1. One copy of the latents per prompt (negative first), scaled by the scheduler.
+        # 1. One copy of the latents per prompt (in ``guidance``'s order), scaled by the scheduler.
         model_input = torch.cat([latents] * copies) if copies > 1 else latents
         model_input = scheduler.scale_model_input(model_input, t)
-        if image_conditioning is not None:
-            extra = torch.cat([image_conditioning] * copies) if copies > 1 else image_conditioning
+        if extra is not None:
             model_input = torch.cat([model_input, extra], dim=1)
 
         # 2. Predict the noise for every prompt in one UNet call.

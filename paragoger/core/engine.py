@@ -19,6 +19,7 @@ import torch
 from paragoger.core import img2img
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
+from paragoger.core.depth import depth_conditioning
 from paragoger.core.denoise import Guidance, ScheduledConditioning, StepState, denoise
 from paragoger.core.jobs import Job
 from paragoger.core.parameters import generation_parameters
@@ -76,8 +77,10 @@ class _Batch:
 
 
 class Engine:
-    def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None):
+    def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None,
+                 depth_estimators=None):
         self.library = library
+        self.depth_estimators = depth_estimators  # for depth checkpoints (model_manager.depth.DepthEstimators)
         self.loras = loras
         self.embeddings = embeddings
         self.cache = cache
@@ -186,7 +189,8 @@ class Engine:
         return request.clip_skip if request.clip_skip else settings["CLIP_stop_at_last_layers"]
 
     @staticmethod
-    def _guidance(encoder: PromptEncoder, prompts: PreparedPrompts, cfg_scale: float, batch_size: int) -> Guidance:
+    def _guidance(encoder: PromptEncoder, prompts: PreparedPrompts, cfg_scale: float, batch_size: int,
+                  image_cfg_scale: float | None = None) -> Guidance:
         """Each distinct text encoded once, all padded to the same number of chunks, expanded to the batch."""
         encoded = {text: encoder.encode(text) for text in prompts.texts()}
         chunks = max(conditioning.chunks for conditioning in encoded.values())
@@ -204,7 +208,7 @@ class Engine:
 
         return Guidance(negative=scheduled(prompts.negative),
                         positives=[(part.weight, scheduled(part)) for part in prompts.positives],
-                        cfg_scale=cfg_scale)
+                        cfg_scale=cfg_scale, image_cfg_scale=image_cfg_scale)
 
     # 3. Seeds --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -240,7 +244,8 @@ class Engine:
         except ValueError as err:  # e.g. LCM refuses more steps than it was distilled for
             raise UserError("sampler_config_invalid", sampler=sampler.name, schedule=schedule.label,
                             reason=str(err)) from err
-        guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds))
+        guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds),
+                                  image_cfg_scale=img2img.image_cfg_scale_for(request, components))
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
         hooks = [*(run.step_hooks() if run else ()), self._progress_hook(job, components, settings)]
         with torch.inference_mode():
@@ -260,19 +265,29 @@ class Engine:
                            steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
                            image_conditioning=image_conditioning, hooks=tuple(hooks))
 
-    @staticmethod
-    def _start_from_pictures(request, components, scheduler, pictures: PreparedPictures, batch: _Batch, device,
-                             dtype) -> img2img.StartLatents:
+    def _start_from_pictures(self, request, components, scheduler, pictures: PreparedPictures, batch: _Batch,
+                             device, dtype) -> img2img.StartLatents:
         chosen = [pictures.for_image(i) for i in range(len(batch.seeds))]
         masks = [mask for _, mask in chosen if mask is not None]
+        images = [image for image, _ in chosen]
+        depth = None
+        if components.variant == "depth":
+            factor, (width, height) = components.vae_scale_factor, images[0].size
+            depth = depth_conditioning(images, depth_map=request.depth_map, estimators=self.depth_estimators,
+                                       resize_mode=request.resize_mode, latent_size=(height // factor, width // factor),
+                                       device=device, dtype=dtype, checkpoint=components.info.name)
         return img2img.prepare_start(
-            components, scheduler, pixels=img2img.pil_to_tensor([image for image, _ in chosen]), seeds=batch.seeds,
+            components, scheduler, pixels=img2img.pil_to_tensor(images), seeds=batch.seeds,
             steps=request.steps, strength=request.denoising_strength, device=device, dtype=dtype,
-            mask=img2img.mask_to_tensor(masks) if masks else None, masked_content=request.inpainting_fill)
+            mask=img2img.mask_to_tensor(masks) if masks else None, masked_content=request.inpainting_fill,
+            depth=depth)
 
     def _txt2img_image_conditioning(self, components: Components, latents: torch.Tensor) -> torch.Tensor | None:
         """Inpainting models also take a mask and a masked image: for txt2img, as A1111 does, the whole picture
         is masked and the "image" is plain grey (0 in the VAE's -1..1 range)."""
+        if components.variant in ("depth", "instruct-pix2pix"):
+            # These models only make sense from a picture (its depth, or the picture being edited).
+            raise UserError("checkpoint_needs_picture", name=components.info.name)
         if components.variant != "inpaint":
             return None
         vae = components.vae

@@ -3,7 +3,9 @@
 The picture is encoded by the checkpoint's own VAE, noised to the point the denoising strength says, and the
 denoising loop then runs only the rest of the schedule. For inpainting, ordinary checkpoints get the unmasked
 area put back after every step (noised to the next step's level); inpainting checkpoints (9-channel UNet) get the
-mask and the masked picture's latents as extra input channels instead.
+mask and the masked picture's latents as extra input channels instead. Depth checkpoints (5 channels) get the
+picture's depth (``core.depth``); instruct-pix2pix checkpoints (8 channels) get the picture's latents, which the
+guidance also takes away for its "no picture" copy (see ``denoise.Guidance``).
 
 Random numbers are drawn in the order diffusers' img2img and inpaint pipelines draw them from one generator per
 image (encode, then noise, then the masked picture), so the same seed gives the same pixels as those pipelines.
@@ -20,6 +22,8 @@ from paragoger.core.denoise import StepState
 
 # A1111's "masked content" choices (the API's inpainting_fill integer is the index).
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
+# A1111's Image CFG scale slider default, used when a request for an instruct-pix2pix checkpoint leaves it unset.
+DEFAULT_IMAGE_CFG_SCALE = 1.5
 
 
 @dataclass
@@ -31,7 +35,15 @@ class StartLatents:
     image_latents: torch.Tensor | None = None  # clean picture latents, for blending (ordinary inpaint)
     noise: torch.Tensor | None = None
     latent_mask: torch.Tensor | None = None    # 1 where the picture is regenerated, at latent size
-    image_conditioning: torch.Tensor | None = None  # inpainting checkpoints: [mask, masked picture latents]
+    # extra UNet input channels: [mask, masked picture latents] (inpainting), depth, or picture latents (pix2pix)
+    image_conditioning: torch.Tensor | None = None
+
+
+def image_cfg_scale_for(request, components) -> float | None:
+    """The Image CFG scale a generation uses: instruct-pix2pix img2img only (None for every other model/mode)."""
+    if components.variant != "instruct-pix2pix" or request.mode != "img2img":
+        return None
+    return DEFAULT_IMAGE_CFG_SCALE if request.image_cfg_scale is None else float(request.image_cfg_scale)
 
 
 def pil_to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -64,21 +76,32 @@ def encode(vae, pixels: torch.Tensor, generators: list[torch.Generator]) -> torc
     return torch.cat(latents) * vae.config.scaling_factor
 
 
+def encode_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """The most likely latents, unscaled: what instruct-pix2pix was trained to see as its picture channels."""
+    return vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
+
+
 def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[int], steps: int, strength: float,
                   device: torch.device, dtype: torch.dtype, mask: torch.Tensor | None = None,
-                  masked_content: int = ORIGINAL) -> StartLatents:
-    """Everything sampling needs to start from ``pixels`` (N, 3, H, W), optionally inpainting under ``mask``."""
+                  masked_content: int = ORIGINAL, depth: torch.Tensor | None = None) -> StartLatents:
+    """Everything sampling needs to start from ``pixels`` (N, 3, H, W), optionally inpainting under ``mask``.
+
+    ``depth`` is the (N, 1, h, w) depth conditioning, required for depth checkpoints (``core.depth``).
+    """
     generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
     timesteps, run_steps = remaining_timesteps(scheduler, steps, strength)
     full_strength = strength >= 1.0
     vae = components.vae
     pixels = pixels.to(device)
     inpaint_model = components.variant == "inpaint"
+    edit_model = components.variant == "instruct-pix2pix"
     latent_shape = (pixels.shape[0], components.latent_channels,
                     pixels.shape[2] // components.vae_scale_factor, pixels.shape[3] // components.vae_scale_factor)
 
     image_latents = None
-    if not (inpaint_model and full_strength):
+    # At full strength the picture's sampled latents are not needed (pure noise starts), except to blend back an
+    # ordinary inpaint; skipping them keeps the random draws in the order diffusers' pipelines make them.
+    if not (full_strength and (inpaint_model or (edit_model and mask is None))):
         image_latents = encode(vae, pixels, generators).to(dtype)
     noise = _randn(latent_shape, generators, device, dtype)
     latent_mask = None
@@ -102,6 +125,12 @@ def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[in
         masked_latents = encode(vae, masked_pixels, generators).to(dtype)
         small_mask = latent_mask if latent_mask is not None else torch.ones_like(noise[:, :1])
         image_conditioning = torch.cat([small_mask, masked_latents], dim=1)
+    elif components.variant == "depth":
+        if depth is None:
+            raise ValueError("a depth checkpoint needs its depth conditioning (core.depth)")
+        image_conditioning = depth
+    elif edit_model:
+        image_conditioning = encode_mode(vae, pixels).to(dtype)
     return StartLatents(latents=latents, timesteps=timesteps, steps=run_steps, generators=generators,
                         image_latents=image_latents, noise=noise,
                         latent_mask=None if inpaint_model else latent_mask, image_conditioning=image_conditioning)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from paragoger import __version__
+from paragoger.core.img2img import image_cfg_scale_for
 from paragoger.imaging.infotext import ordered_params
 
 
@@ -21,6 +22,7 @@ def generation_parameters(request, *, seed: int, subseed: int, components, sampl
         "Sampler": sampler,
         "Schedule type": None if schedule == "Automatic" else schedule,
         "CFG scale": _number(request.cfg_scale),
+        "Image CFG scale": _optional_number(image_cfg_scale_for(request, components)),
         "Seed": seed,
         "Size": f"{request.width}x{request.height}",
         "Model hash": info.short_hash,
@@ -40,6 +42,10 @@ def generation_parameters(request, *, seed: int, subseed: int, components, sampl
     params.update(request.extra_params)
     params["Version"] = f"Paragoger-{__version__}"
     return ordered_params({key: value for key, value in params.items() if value is not None})
+
+
+def _optional_number(value: float | None) -> float | int | None:
+    return None if value is None else _number(value)
 
 
 MASKED_CONTENT_LABELS = ("fill", "original", "latent noise", "latent nothing")

@@ -13,6 +13,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "Sampler": ("sampler_name", str),
     "Schedule type": ("scheduler", str),
     "CFG scale": ("cfg_scale", float),
+    "Image CFG scale": ("image_cfg_scale", float),
     "Seed": ("seed", int),
     "Size-1": ("width", int),
     "Size-2": ("height", int),

@@ -48,7 +48,8 @@ class GenerationRequest:
     mask: Any = None                                            # PIL image: white = regenerate
     resize_mode: int = 0                                        # imaging.resize.RESIZE_MODES index
     denoising_strength: float = 0.75
-    image_cfg_scale: float | None = None
+    image_cfg_scale: float | None = None                        # instruct-pix2pix only; None: 1.5 (A1111's)
+    depth_map: Any = None                                       # PIL image for depth checkpoints: white = near
     mask_blur: int = 4
     inpainting_fill: int = 1                                    # 0 fill, 1 original, 2 latent noise, 3 latent nothing
     inpaint_full_res: bool = False                              # "Only masked"
@@ -67,6 +68,8 @@ class GenerationRequest:
             raise UserError("batch_out_of_range", high_size=MAX_BATCH_SIZE, high_count=MAX_BATCH_COUNT)
         if not 0 <= self.cfg_scale <= 100:
             raise UserError("cfg_out_of_range", cfg=self.cfg_scale)
+        if self.image_cfg_scale is not None and not 0 <= self.image_cfg_scale <= 100:
+            raise UserError("image_cfg_out_of_range", value=self.image_cfg_scale)
         if self.mode == "img2img":
             if not self.init_images:
                 raise UserError("init_image_missing")

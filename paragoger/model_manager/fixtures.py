@@ -5,7 +5,8 @@ model has every structural feature of its family (same block types, attention la
 49,408-token CLIP vocabulary and tokenizer) at widths of 32-64 channels, so it goes through the exact loading path
 of a downloaded file in well under a second.
 
-Kinds: ``sd1``, ``sd1-inpaint`` (9-channel UNet), ``sd2`` (epsilon), ``sd2-v`` (v-prediction), ``sdxl``.
+Kinds: ``sd1``, ``sd1-inpaint`` (9-channel UNet), ``sd1-pix2pix`` (8-channel instruct-pix2pix UNet), ``sd2``
+(epsilon), ``sd2-v`` (v-prediction), ``sd2-depth`` (5-channel depth UNet, like 512-depth-ema), ``sdxl``.
 Formats: original single file (``write_single_file``), 2022-style Lightning ``.ckpt`` (``write_ckpt``), diffusers
 folder (``write_diffusers_folder``), standalone VAE (``write_vae``). Same kind + seed -> same bytes.
 
@@ -31,14 +32,16 @@ from paragoger.model_manager import configs, to_ldm
 from paragoger.model_manager.full_size import sdxl_full_size_state_dict_on_meta, write_full_size_sd15  # noqa: F401
 from paragoger.model_manager.safe_pickle import LIGHTNING_CHECKPOINT_CLASS, LightningModelCheckpoint
 
-KINDS = ("sd1", "sd1-inpaint", "sd2", "sd2-v", "sdxl")
+KINDS = ("sd1", "sd1-inpaint", "sd1-pix2pix", "sd2", "sd2-v", "sd2-depth", "sdxl")
 
 # kind -> (family, variant, prediction type)
 _KIND = {
     "sd1": ("sd1", "base", "epsilon"),
     "sd1-inpaint": ("sd1", "inpaint", "epsilon"),
+    "sd1-pix2pix": ("sd1", "instruct-pix2pix", "epsilon"),
     "sd2": ("sd2", "base", "epsilon"),
     "sd2-v": ("sd2", "base", "v_prediction"),
+    "sd2-depth": ("sd2", "depth", "epsilon"),
     "sdxl": ("sdxl", "base", "epsilon"),
 }
 
@@ -101,7 +104,7 @@ def tiny_configs(kind: str) -> dict[str, dict]:
     folder = configs.config_folder_for(family, variant, prediction)
     unet = configs.model_config(folder, "unet")
     unet.update(_TINY_UNET, **_TINY_UNET_BY_FAMILY[family])
-    unet["in_channels"] = {"base": 4, "inpaint": 9}[variant]
+    unet["in_channels"] = {"base": 4, "inpaint": 9, "depth": 5, "instruct-pix2pix": 8}[variant]
     vae = configs.model_config(folder, "vae")
     vae.update(_TINY_VAE)
     out = {"unet": unet, "vae": vae, "text_encoder": {**configs.model_config(folder, "text_encoder"), **_TINY_TEXT}}

@@ -61,8 +61,13 @@ def test_lists_in_a1111_shapes(api):
         "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)", "Latent (nearest)",
         "Latent (nearest-exact)"]
     assert api.get("/face-restorers").json() == []
-    assert api.get("/scripts").json() == {"txt2img": [], "img2img": []}
-    assert api.get("/script-info").json() == []
+    builtin = ["prompt matrix", "prompts from file or textbox", "x/y/z plot"]
+    assert api.get("/scripts").json() == {"txt2img": builtin, "img2img": builtin + ["loopback"]}
+    info = api.get("/script-info").json()
+    assert {(s["name"], s["is_img2img"]) for s in info} == {(n, False) for n in builtin} | {
+        (n, True) for n in builtin + ["loopback"]}
+    xyz = next(s for s in info if s["name"] == "x/y/z plot")
+    assert [a["name"] for a in xyz["args"]][:3] == ["x_type", "x_values", "x_values_dropdown"]
     assert api.get("/extensions").json() == []
     flags = api.get("/cmd-flags").json()
     assert flags["nowebui"] is False and "api_auth" in flags

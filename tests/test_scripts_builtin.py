@@ -110,3 +110,79 @@ def test_xyz_bad_axis_text_is_a_clear_error(app_context, monkeypatch, args, expe
 def test_xyz_is_listed_for_both_tabs(app_context):
     listed = app_context.scripts.api_list()
     assert "x/y/z plot" in listed["txt2img"] and "x/y/z plot" in listed["img2img"]
+
+
+# --- Prompt matrix -------------------------------------------------------------------------------------------------
+
+def test_prompt_matrix_combinations(app_context):
+    from paragoger.scripts.prompt_matrix import combinations
+
+    assert combinations("a cat|in a hat|on a mat") == [
+        "a cat", "a cat, in a hat", "a cat, on a mat", "a cat, in a hat, on a mat"]
+    assert combinations("a cat|hat", at_start=True, joiner=" ") == ["a cat", "hat a cat"]
+
+    result = generate(app_context, prompt="a boat|red|at night", script_name="Prompt matrix")
+    grid, *cells = result.images
+    assert [cell.prompt for cell in cells] == ["a boat", "a boat, red", "a boat, at night",
+                                               "a boat, red, at night"]
+    assert len({cell.seed for cell in cells}) == 1
+    assert grid.path and grid.image.width > 2 * 64 and grid.image.height > 2 * 64
+    assert parse_infotext(read_infotext(grid.path))["Script"] == "Prompt matrix"
+    with pytest.raises(UserError, match="no '\\|'"):
+        generate(app_context, prompt="a boat", script_name="Prompt matrix")
+
+
+# --- Prompts from file or textbox ----------------------------------------------------------------------------------
+
+def test_prompts_from_file_line_format(app_context):
+    from paragoger.scripts.prompts_from_file import parse_line
+
+    assert parse_line('--prompt "a cat" --negative_prompt "blurry, dark" --steps 20 --cfg_scale 7 --seed 1 '
+                      '--width 512 --height 512 --sampler_name "Euler a"') == {
+        "prompt": "a cat", "negative_prompt": "blurry, dark", "steps": 20, "cfg_scale": 7.0, "seed": 1,
+        "width": 512, "height": 512, "sampler_name": "Euler a"}
+    assert parse_line("  a plain prompt, with commas  ") == {"prompt": "a plain prompt, with commas"}
+    assert parse_line('--styles "one" "two" --do_not_save_samples') == {"styles": ["one", "two"],
+                                                                         "save_images": False}
+
+    text = 'a lighthouse\n\n--prompt "a boat" --steps 3 --seed 11 --sampler_name "Euler a"\n'
+    result = generate(app_context, prompt="", seed=5, script_name="Prompts from file or textbox",
+                      script_args={"prompt_txt": text})
+    assert [(i.prompt, i.seed) for i in result.images] == [("a lighthouse", 5), ("a boat", 11)]
+    fields = parse_infotext(result.images[1].infotext)
+    assert fields["Steps"] == "3" and fields["Sampler"] == "Euler a"
+
+    iterated = generate(app_context, prompt="at sea", seed=5, script_name="Prompts from file or textbox",
+                        script_args={"prompt_txt": "a\nb", "checkbox_iterate": True})
+    assert [(i.prompt, i.seed) for i in iterated.images] == [("a at sea", 5), ("b at sea", 6)]
+
+    for bad, reason in (("ok\n--stepz 3", "line 2: unknown option --stepz"),
+                        ("--steps many", "line 1: --steps 'many' is not a valid int"),
+                        ('--sampler_name "No such"', "prompt 1")):
+        with pytest.raises(UserError, match=reason):
+            generate(app_context, script_name="Prompts from file or textbox", script_args={"prompt_txt": bad})
+
+
+# --- Loopback ------------------------------------------------------------------------------------------------------
+
+def test_loopback_feeds_each_result_back(app_context, monkeypatch):
+    from PIL import Image
+
+    seen = []
+    original = app_context.engine.generate
+
+    def spy(request, job=None):
+        seen.append((request.init_images[0], round(request.denoising_strength, 4), request.seed))
+        return original(request, job)
+
+    monkeypatch.setattr(app_context.engine, "generate", spy)
+    start = Image.new("RGB", (64, 64), "gray")
+    # steps=8: every pass keeps at least one denoising step (0.125 * 8)
+    result = generate(app_context, mode="img2img", init_images=[start], denoising_strength=0.5, seed=3, steps=8,
+                      script_name="Loopback", script_args={"loops": 3, "denoising_strength_change_factor": 0.5})
+    assert len(result.images) == 3 and result.grid is not None
+    assert [s for _, s, _ in seen] == [0.5, 0.25, 0.125]
+    assert [seed for _, _, seed in seen] == [3, 4, 5]
+    assert seen[0][0] is start
+    assert seen[1][0] is result.images[0].image and seen[2][0] is result.images[1].image
+    assert "loopback" not in app_context.scripts.api_list()["txt2img"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 def builtin_scripts() -> list:
     """New instances of the built-in scripts, in Script dropdown order."""
+    from .loopback import Loopback
+    from .prompt_matrix import PromptMatrix
+    from .prompts_from_file import PromptsFromFile
     from .xyz_grid import XYZPlot
 
-    return [XYZPlot()]
+    return [PromptMatrix(), PromptsFromFile(), XYZPlot(), Loopback()]

@@ -136,3 +136,8 @@ def test_outpaint_extends_the_canvas_and_keeps_the_original_in_place(app_context
     # The original sits untouched away from the seam; the new strip on the left was generated.
     assert np.array_equal(out[:40, 60:], pixels(picture())[:40, 28:])
     assert "Outpaint: 32 0 0 16 edge" in result.images[0].infotext
+
+
+def test_a_strength_too_small_for_one_step_still_runs_one(app_context):
+    result = app_context.engine.generate(img2img(steps=2, denoising_strength=0.25))
+    assert np.abs(pixels(result.images[0].image) - pixels(picture())).max() > 0

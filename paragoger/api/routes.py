@@ -46,12 +46,14 @@ def img2img_request(body: schemas.Img2ImgBody) -> GenerationRequest:
     images = [decode_image_base64(data, field=f"init_images[{i}]").convert("RGB")
               for i, data in enumerate(body.init_images)]
     mask = decode_image_base64(body.mask, field="mask") if body.mask else None
+    depth_map = decode_image_base64(body.depth_map, field="depth_map") if body.depth_map else None
     blur = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
     request = txt2img_request(body).copy(
         mode="img2img", init_images=images, mask=mask, resize_mode=body.resize_mode,
         denoising_strength=body.denoising_strength, image_cfg_scale=body.image_cfg_scale, mask_blur=blur,
         inpainting_fill=body.inpainting_fill, inpaint_full_res=body.inpaint_full_res,
-        inpaint_full_res_padding=body.inpaint_full_res_padding, inpainting_mask_invert=body.inpainting_mask_invert)
+        inpaint_full_res_padding=body.inpaint_full_res_padding, inpainting_mask_invert=body.inpainting_mask_invert,
+        depth_map=depth_map)
     if body.outpaint:
         options = OutpaintOptions(**{k: v for k, v in body.outpaint.items()
                                      if k in ("left", "right", "top", "bottom", "fill")})

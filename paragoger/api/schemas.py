@@ -83,6 +83,7 @@ class Img2ImgBody(Txt2ImgBody):
     inpainting_mask_invert: int = 0
     include_init_images: bool = False
     outpaint: dict[str, Any] | None = None   # beyond A1111: {"left", "right", "top", "bottom", "fill"}
+    depth_map: str | None = None             # beyond A1111: a depth picture for SD 2 depth checkpoints
 
 
 class PngInfoBody(BaseModel):

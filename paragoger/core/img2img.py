@@ -61,7 +61,8 @@ def mask_to_tensor(masks: list[Image.Image]) -> torch.Tensor:
 
 def remaining_timesteps(scheduler, steps: int, strength: float) -> tuple[torch.Tensor, int]:
     """The tail of the schedule a denoising strength leaves: strength 0.75 of 20 steps runs the last 15."""
-    run = min(int(steps * strength), steps)
+    # At least one step for any strength above 0 (A1111 does the same; diffusers refuses such requests).
+    run = min(max(int(steps * strength), 1 if strength > 0 else 0), steps)
     start = max(steps - run, 0)
     timesteps = scheduler.timesteps[start * scheduler.order:]
     if hasattr(scheduler, "set_begin_index"):

@@ -104,17 +104,24 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
             controls = generation.sampling_controls(context, settings, tab)
             denoising = gr.Slider(0, 1, value=0.75, step=0.01, label=label("Denoising strength"),
                                   elem_id="img2img_denoising_strength")
+            with gr.Accordion(label("Depth and instruct-pix2pix checkpoints"), open=False,
+                              elem_id="img2img_special_checkpoints"):
+                image_cfg = gr.Slider(0, 3, value=1.5, step=0.05, label=label("Image CFG Scale"),
+                                      elem_id="img2img_image_cfg_scale")
+                depth_map = gr.Image(type="pil", label=label("Depth map (optional; else estimated)"),
+                                     elem_id="img2img_depth_map", height=200)
         with gr.Column(scale=1):
             panel = generation.GenerationPanel(tab=tab, **top, **controls)
             generation.output_panel(panel)
 
     extra_inputs = [source, image, sketch, inpaint, inpaint_sketch, upload_image, upload_mask, resize_mode,
                     denoising, mask_blur, mask_mode, masked_content, inpaint_area, padding, out_left, out_right,
-                    out_top, out_bottom, out_fill]
+                    out_top, out_bottom, out_fill, image_cfg, depth_map]
 
     def fill_request(request, values):
         (source_name, *pictures), rest = values[:7], values[7:]
-        (resize, strength, blur, invert, fill, only_masked, pad, left, right, top_px, bottom, fill_new) = rest
+        (resize, strength, blur, invert, fill, only_masked, pad, left, right, top_px, bottom, fill_new,
+         image_cfg_scale, depth_picture) = rest
         init, mask = pictures_from(source_name, *pictures)
         if init is None:
             raise UserError("init_image_missing")
@@ -123,7 +130,8 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
         request = request.copy(init_images=[init.convert("RGB")], mask=mask, resize_mode=int(resize),
                                denoising_strength=float(strength), mask_blur=int(blur),
                                inpainting_mask_invert=int(invert), inpainting_fill=int(fill),
-                               inpaint_full_res=bool(only_masked), inpaint_full_res_padding=int(pad))
+                               inpaint_full_res=bool(only_masked), inpaint_full_res_padding=int(pad),
+                               image_cfg_scale=float(image_cfg_scale), depth_map=depth_picture)
         outpaint = OutpaintOptions(int(left or 0), int(right or 0), int(top_px or 0), int(bottom or 0), fill_new)
         return outpaint_request(request, outpaint) if outpaint.any else request
 

@@ -141,3 +141,11 @@ def test_outpaint_extends_the_canvas_and_keeps_the_original_in_place(app_context
 def test_a_strength_too_small_for_one_step_still_runs_one(app_context):
     result = app_context.engine.generate(img2img(steps=2, denoising_strength=0.25))
     assert np.abs(pixels(result.images[0].image) - pixels(picture())).max() > 0
+
+
+def test_latent_upscale_resizes_the_latents_not_the_picture(app_context):
+    small = picture(48)
+    stretched = app_context.engine.generate(img2img(init_images=[small], resize_mode=0))
+    latent = app_context.engine.generate(img2img(init_images=[small], resize_mode=3))
+    assert latent.images[0].image.size == (64, 64)
+    assert np.abs(pixels(latent.images[0].image) - pixels(stretched.images[0].image)).max() > 0

@@ -135,7 +135,8 @@ class Engine:
                           applied_loras, run: GenerationHooks | None = None) -> list[GeneratedImage]:
         run = run or GenerationHooks(request)
         prompt, negative = prompts.prompt, prompts.negative_prompt
-        pictures = prepare_pictures(request) if request.mode == "img2img" else None
+        pictures = (prepare_pictures(request, keep_size=self._latent_upscale(request, components))
+                    if request.mode == "img2img" else None)
         first_seed = seeding.resolve_seed(request.seed)
         first_subseed = seeding.resolve_seed(request.subseed)
         images: list[GeneratedImage] = []
@@ -265,6 +266,11 @@ class Engine:
                            steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
                            image_conditioning=image_conditioning, hooks=tuple(hooks))
 
+    @staticmethod
+    def _latent_upscale(request, components) -> bool:
+        """A1111's "Just resize (latent upscale)", for ordinary checkpoints without a mask (others resize pixels)."""
+        return request.resize_mode == 3 and request.mask is None and components.variant == "base"
+
     def _start_from_pictures(self, request, components, scheduler, pictures: PreparedPictures, batch: _Batch,
                              device, dtype) -> img2img.StartLatents:
         chosen = [pictures.for_image(i) for i in range(len(batch.seeds))]
@@ -280,6 +286,7 @@ class Engine:
             components, scheduler, pixels=img2img.pil_to_tensor(images), seeds=batch.seeds,
             steps=request.steps, strength=request.denoising_strength, device=device, dtype=dtype,
             mask=img2img.mask_to_tensor(masks) if masks else None, masked_content=request.inpainting_fill,
+            latent_size=(request.height // components.vae_scale_factor, request.width // components.vae_scale_factor),
             depth=depth)
 
     def _txt2img_image_conditioning(self, components: Components, latents: torch.Tensor) -> torch.Tensor | None:

@@ -84,8 +84,12 @@ def encode_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
 
 def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[int], steps: int, strength: float,
                   device: torch.device, dtype: torch.dtype, mask: torch.Tensor | None = None,
-                  masked_content: int = ORIGINAL, depth: torch.Tensor | None = None) -> StartLatents:
+                  masked_content: int = ORIGINAL, depth: torch.Tensor | None = None,
+                  latent_size: tuple[int, int] | None = None) -> StartLatents:
     """Everything sampling needs to start from ``pixels`` (N, 3, H, W), optionally inpainting under ``mask``.
+
+    ``latent_size`` (h, w), when it differs from the pixels' own: A1111's "latent upscale" resize mode, where the
+    encoded latents are resized (bilinear) rather than the picture; used for ordinary checkpoints without a mask.
 
     ``depth`` is the (N, 1, h, w) depth conditioning, required for depth checkpoints (``core.depth``).
     """
@@ -96,14 +100,16 @@ def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[in
     pixels = pixels.to(device)
     inpaint_model = components.variant == "inpaint"
     edit_model = components.variant == "instruct-pix2pix"
-    latent_shape = (pixels.shape[0], components.latent_channels,
-                    pixels.shape[2] // components.vae_scale_factor, pixels.shape[3] // components.vae_scale_factor)
+    own_size = (pixels.shape[2] // components.vae_scale_factor, pixels.shape[3] // components.vae_scale_factor)
+    latent_shape = (pixels.shape[0], components.latent_channels, *(latent_size or own_size))
 
     image_latents = None
     # At full strength the picture's sampled latents are not needed (pure noise starts), except to blend back an
     # ordinary inpaint; skipping them keeps the random draws in the order diffusers' pipelines make them.
     if not (full_strength and (inpaint_model or (edit_model and mask is None))):
         image_latents = encode(vae, pixels, generators).to(dtype)
+        if image_latents.shape[-2:] != latent_shape[-2:]:
+            image_latents = torch.nn.functional.interpolate(image_latents, size=latent_shape[-2:], mode="bilinear")
     noise = _randn(latent_shape, generators, device, dtype)
     latent_mask = None
     if mask is not None:

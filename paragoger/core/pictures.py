@@ -31,13 +31,15 @@ class PreparedPictures:
         return self.finishers[index % len(self.finishers)](generated)
 
 
-def prepare_pictures(request) -> PreparedPictures:
+def prepare_pictures(request, *, keep_size: bool = False) -> PreparedPictures:
+    """``keep_size``: "Just resize (latent upscale)" — the picture is encoded at its own size and its latents are
+    resized instead (see ``img2img.prepare_start``)."""
     width, height = request.width, request.height
     images, masks, finishers = [], [], []
     for original in request.init_images:
         original = original.convert("RGB")
         if request.mask is None:
-            images.append(resize_image(original, width, height, request.resize_mode))
+            images.append(original if keep_size else resize_image(original, width, height, request.resize_mode))
             finishers.append(lambda generated: generated)
             continue
         full_mask = prepare_mask(request.mask, invert=bool(request.inpainting_mask_invert),

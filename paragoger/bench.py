@@ -119,6 +119,7 @@ def _measure(args, workdir: Path) -> dict:
         plain_steps += plain()[1:]  # the first step includes prompt encoding and set-up on both sides
         ours_steps += ours()[1:]
     ours_median, plain_median = statistics.median(ours_steps), statistics.median(plain_steps)
+    modes = _three_modes(engine, request) if args.modes else {}
     return {
         "model": str(model_path.name), "device": device.label, "size": args.size, "steps": args.steps,
         "rounds": args.rounds,
@@ -128,7 +129,28 @@ def _measure(args, workdir: Path) -> dict:
         "load_seconds": round(load_seconds, 2),
         "peak_rss_mb_before_load": round(rss_before), "peak_rss_mb_after_load": round(rss_after_load),
         "peak_rss_mb_after_generation": round(peak_rss_mb()),
+        **modes,
     }
+
+
+def _three_modes(engine, request) -> dict:
+    """txt2img, then img2img and inpaint on the same loaded checkpoint: peak RSS after each, and whether the UNet
+    is still the one copy (its parameters' storage unchanged)."""
+    from PIL import Image
+
+    unet = engine.cache.current.unet
+    pointers = [p.data_ptr() for p in unet.parameters()]
+    picture = Image.effect_noise((request.width, request.height), 64).convert("RGB")
+    mask = Image.new("L", picture.size, 0)
+    mask.paste(255, (0, 0, request.width // 2, request.height))
+    report = {}
+    for mode, changes in (("txt2img", {}), ("img2img", {"mode": "img2img", "init_images": [picture]}),
+                          ("inpaint", {"mode": "img2img", "init_images": [picture], "mask": mask})):
+        engine.generate(request.copy(**changes))
+        report[f"peak_rss_mb_after_{mode}"] = round(peak_rss_mb())
+    report["one_unet_copy_across_modes"] = (engine.cache.current.unet is unet
+                                            and [p.data_ptr() for p in unet.parameters()] == pointers)
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="autocast", choices=["autocast", "full", "half", "bf16"])
     parser.add_argument("--previews", action="store_true", help="include live previews in our timing")
+    parser.add_argument("--modes", action="store_true",
+                        help="also run txt2img, img2img and inpaint and report peak RSS after each")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     big = args.full_size or args.checkpoint

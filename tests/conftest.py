@@ -159,6 +159,16 @@ def serve_app():
         thread.join(10)
 
 
+@pytest.fixture
+def api(app_context, serve_app):
+    """An HTTP client on the real server's ``/sdapi/v1`` for ``app_context``."""
+    import httpx
+
+    url = serve_app(app_context)
+    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
+        yield client
+
+
 # Browser tests: Playwright drives Debian's chromium (never Playwright's own browser download).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -3,19 +3,11 @@ import base64
 import io
 import json
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.test_img2img_core import picture, square_mask
-
-
-@pytest.fixture
-def api(app_context, serve_app):
-    url = serve_app(app_context)
-    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
-        yield client
 
 
 def b64(image: Image.Image, data_url: bool = False) -> str:

@@ -15,13 +15,6 @@ BODY = {"prompt": "a red bicycle", "steps": 3, "width": 64, "height": 64, "seed"
 LONG = {**BODY, "steps": 150}
 
 
-@pytest.fixture
-def api(app_context, serve_app):
-    url = serve_app(app_context)
-    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
-        yield client
-
-
 def wait_state(api, job_id, states, timeout=60, **params):
     deadline = time.time() + timeout
     while time.time() < deadline:

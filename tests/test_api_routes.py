@@ -15,13 +15,6 @@ BODY = {"prompt": "a red bicycle", "negative_prompt": "ugly", "steps": 3, "width
         "sampler_name": "Euler a", "cfg_scale": 6.5}
 
 
-@pytest.fixture
-def api(app_context, serve_app):
-    url = serve_app(app_context)
-    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
-        yield client
-
-
 def png_b64(**texts) -> str:
     info = PngImagePlugin.PngInfo()
     for key, value in texts.items():

@@ -31,13 +31,6 @@ def start(data_dir, serve_app):
         context.close()
 
 
-@pytest.fixture
-def api(app_context, serve_app):
-    url = serve_app(app_context)
-    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
-        yield client
-
-
 def check_page_login(url, user, password):
     with httpx.Client(base_url=url, timeout=30) as browser:
         assert browser.get("/config").status_code == 401

@@ -16,13 +16,6 @@ BODY = {"prompt": "a red bicycle", "negative_prompt": "ugly", "steps": 3, "width
         "sampler_name": "Euler a", "cfg_scale": 6.5}
 
 
-@pytest.fixture
-def api(app_context, serve_app):
-    url = serve_app(app_context)
-    with httpx.Client(base_url=url + "/sdapi/v1", timeout=120) as client:
-        yield client
-
-
 def decode(b64: str) -> Image.Image:
     assert not b64.startswith("data:")
     return Image.open(io.BytesIO(base64.b64decode(b64)))

@@ -29,9 +29,8 @@ import torch
 
 from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager.hashing import HashCache
-from paragoger.model_manager.lora import PREVIEW_SUFFIXES
 from paragoger.model_manager.safe_pickle import load_ckpt
-from paragoger.model_manager.scanner import files_with_suffixes
+from paragoger.model_manager.scanner import files_with_suffixes, preview_beside
 from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
@@ -148,15 +147,6 @@ def read_embedding_file(path: Path, name: str | None = None) -> Embedding:
     return embedding_from_data(data, name, path)  # copies the vectors (float32), letting go of the file
 
 
-def _preview_beside(path: Path) -> Path | None:
-    stem = path.with_suffix("")
-    for suffix in PREVIEW_SUFFIXES:
-        candidate = stem.with_name(stem.name + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 class EmbeddingLibrary:
     """The embeddings in ``dirs`` (searched recursively; earlier folders and files win on equal names).
 
@@ -189,11 +179,11 @@ class EmbeddingLibrary:
             loaded[str(path)] = entry
             _, embedding, error = entry
             if embedding is None:
-                infos[name] = EmbeddingInfo(name=name, path=path, preview=_preview_beside(path), error=error)
+                infos[name] = EmbeddingInfo(name=name, path=path, preview=preview_beside(path), error=error)
                 continue
             embeddings[name] = embedding
             infos[name] = EmbeddingInfo(name=name, path=path, vectors=embedding.count, dims=embedding.dims,
-                                        families=embedding.families, preview=_preview_beside(path),
+                                        families=embedding.families, preview=preview_beside(path),
                                         step=embedding.step, checkpoint=embedding.checkpoint,
                                         checkpoint_name=embedding.checkpoint_name)
         with self._lock:

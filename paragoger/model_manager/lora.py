@@ -54,14 +54,12 @@ from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager import to_ldm
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.safe_pickle import load_ckpt
-from paragoger.model_manager.scanner import files_with_suffixes
+from paragoger.model_manager.scanner import files_with_suffixes, preview_beside
 from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
-PREVIEW_SUFFIXES = (".png", ".preview.png", ".jpg", ".preview.jpg", ".jpeg", ".preview.jpeg", ".webp",
-                    ".preview.webp")
 LORA_HASH_LENGTH = 12
 FAMILIES = ("sd1", "sd2", "sdxl")
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
@@ -218,15 +216,6 @@ def families_of(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) ->
     if str(metadata.get("ss_v2", "")) == "False":
         return ("sd1",)  # kohya writes ss_v2 into every SD 1/2 LoRA; SDXL ones were caught above
     return FAMILIES
-
-
-def _preview_beside(path: Path) -> Path | None:
-    stem = path.with_suffix("")
-    for suffix in PREVIEW_SUFFIXES:
-        candidate = stem.with_name(stem.name + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _user_metadata_beside(path: Path) -> dict:
@@ -509,7 +498,7 @@ class LoraLibrary:
         families = families_of(shapes, metadata) if (shapes or metadata) else FAMILIES
         return LoraInfo(name=path.stem, path=path, relative=path.relative_to(folder).as_posix(),
                         alias=metadata.get("ss_output_name") or path.stem, metadata=metadata,
-                        families=families, preview=_preview_beside(path), user_metadata=_user_metadata_beside(path))
+                        families=families, preview=preview_beside(path), user_metadata=_user_metadata_beside(path))
 
     def entries(self) -> list[LoraInfo]:
         with self._lock:

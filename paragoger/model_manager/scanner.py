@@ -51,6 +51,20 @@ def files_with_suffixes(folders, suffixes: tuple[str, ...]):
                     yield folder, directory / file_name
 
 
+PREVIEW_SUFFIXES = (".png", ".preview.png", ".jpg", ".preview.jpg", ".jpeg", ".preview.jpeg", ".webp",
+                    ".preview.webp")
+
+
+def preview_beside(path: Path) -> Path | None:
+    """The card picture A1111 shows for a model file: ``<stem>.png`` or ``<stem>.preview.png`` (or jpg/webp)."""
+    stem = Path(path).with_suffix("")
+    for suffix in PREVIEW_SUFFIXES:
+        candidate = stem.with_name(stem.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def _is_sidecar_vae(file_name: str) -> bool:
     return file_name.lower().endswith(SIDECAR_VAE_SUFFIXES)
 

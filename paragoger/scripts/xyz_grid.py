@@ -67,34 +67,27 @@ def _number_range(item: str, number: str, convert: Callable[[str], Any], is_int:
     return None
 
 
-def parse_ints(text: str) -> list[int]:
-    """``1-5``, ``10-30 (+5)``, ``1-3 [5]`` (truncated to whole numbers, as A1111) and plain numbers."""
-    values: list[int] = []
+def _parse_numbers(text: str, pattern, convert, whole: bool, what: str) -> list:
+    values: list = []
     for item in split_list(text):
-        ranged = _number_range(item, _INT, lambda s: int(s.replace(" ", "")), True)
+        ranged = _number_range(item, pattern, lambda s: convert(s.replace(" ", "")), whole)
         if ranged is None:
             try:
-                ranged = [int(item.replace(" ", ""))]
+                ranged = [convert(item.replace(" ", ""))]
             except ValueError:
-                raise api.ScriptError(f"'{item}' is not a whole number or a range like 1-5, 10-30 (+5) "
-                                      f"or 1-3 [5].") from None
+                raise api.ScriptError(f"'{item}' is not {what}.") from None
         values += ranged
     return values
+
+
+def parse_ints(text: str) -> list[int]:
+    """``1-5``, ``10-30 (+5)``, ``1-3 [5]`` (truncated to whole numbers, as A1111) and plain numbers."""
+    return _parse_numbers(text, _INT, int, True, "a whole number or a range like 1-5, 10-30 (+5) or 1-3 [5]")
 
 
 def parse_floats(text: str) -> list[float]:
     """As ``parse_ints`` for decimal numbers: ``1-3 [5]`` gives 1.0, 1.5, 2.0, 2.5, 3.0."""
-    values: list[float] = []
-    for item in split_list(text):
-        ranged = _number_range(item, _FLOAT, lambda s: float(s.replace(" ", "")), False)
-        if ranged is None:
-            try:
-                ranged = [float(item.replace(" ", ""))]
-            except ValueError:
-                raise api.ScriptError(f"'{item}' is not a number or a range like 1-5, 1-2 (+0.5) "
-                                      f"or 1-3 [5].") from None
-        values += ranged
-    return values
+    return _parse_numbers(text, _FLOAT, float, False, "a number or a range like 1-5, 1-2 (+0.5) or 1-3 [5]")
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from paragoger.imaging.grid import load_label_font
+from paragoger.model_manager.scanner import preview_beside
 from paragoger.ui import widgets
 from paragoger.ui.labels import label
 
@@ -45,20 +46,14 @@ def placeholder_card(name: str) -> Image.Image:
 
 def _cards(context, kind: str) -> list[Card]:
     if kind == "checkpoints":
-        return [Card(info.title, "", _beside(info.path)) for info in context.library.checkpoints()]
+        return [Card(info.title, "", _text(preview_beside(info.path))) for info in context.library.checkpoints()]
     if kind == "lora":
-        return [Card(info.name, f"<lora:{info.name}:1>", str(info.preview) if info.preview else None)
-                for info in context.loras.entries()]
-    return [Card(info.name, info.name, str(info.preview) if info.preview else None)
-            for info in context.embeddings.entries() if not info.error]
+        return [Card(info.name, f"<lora:{info.name}:1>", _text(info.preview)) for info in context.loras.entries()]
+    return [Card(info.name, info.name, _text(info.preview)) for info in context.embeddings.entries() if not info.error]
 
 
-def _beside(path) -> str | None:
-    for suffix in (".png", ".preview.png", ".jpg", ".webp"):
-        candidate = path.with_suffix(suffix) if suffix != ".preview.png" else path.with_name(path.stem + suffix)
-        if candidate.is_file():
-            return str(candidate)
-    return None
+def _text(path) -> str | None:
+    return str(path) if path else None
 
 
 def _gallery_value(cards: list[Card]) -> list:

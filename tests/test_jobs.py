@@ -1,5 +1,6 @@
 """The one queue that UI and API requests share: order, positions, interrupt, cancel, errors, a full queue."""
 import threading
+import time
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_waiting_jobs_report_their_position_and_can_be_cancelled():
     queue = JobQueue(lambda job: release.wait(10))
     first = queue.submit("first")
     while queue.current is not first:
-        pass
+        time.sleep(0.001)
     second, third = queue.submit("second"), queue.submit("third")
     assert (queue.position(first), queue.position(second), queue.position(third)) == (0, 1, 2)
     queue.cancel(second)
@@ -48,18 +49,21 @@ def test_interrupt_reaches_only_the_running_job():
     started = threading.Event()
 
     def runner(job):
+        if job.request != "long":
+            return "done"
         started.set()
         while not job.interrupted:
-            pass
+            time.sleep(0.001)
         return "stopped"
 
     queue = JobQueue(runner)
-    running = queue.submit(1)
+    running = queue.submit("long")
     started.wait(5)
-    waiting = queue.submit(2)
+    waiting = queue.submit("short")
     queue.cancel(running)
     assert running.wait(5) and running.result == "stopped"
-    assert not waiting.interrupted
+    assert waiting.wait(5) and waiting.result == "done" and not waiting.interrupted
+    queue.stop()
 
 
 def test_a_failing_job_reports_its_error_and_the_worker_goes_on():
@@ -84,7 +88,7 @@ def test_a_full_queue_refuses_with_queue_full():
     queue = JobQueue(lambda job: release.wait(10), max_waiting=2)
     first = queue.submit(0)
     while queue.current is not first:
-        pass
+        time.sleep(0.001)
     queue.submit(1)
     queue.submit(2)
     with pytest.raises(QueueFullError) as err:

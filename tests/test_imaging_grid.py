@@ -71,3 +71,14 @@ def test_annotation_without_labels_changes_nothing():
 def test_label_font_handles_non_latin_text():
     font = load_label_font(20)
     assert font.getlength("Ünïcødé 日本") > 0
+
+
+def test_row_labels_of_small_cells_keep_their_longest_word_whole():
+    from PIL import Image
+
+    from paragoger.imaging.grid import _text_width, annotate_grid, default_label_font_size, load_label_font
+
+    grid = Image.new("RGB", (64, 128), "gray")
+    annotated = annotate_grid(grid, cell_width=64, cell_height=64, row_labels=["CFG Scale: 3", "CFG Scale: 9"])
+    font = load_label_font(default_label_font_size(64, 64))
+    assert annotated.width - 64 >= _text_width("Scale:", font)

@@ -67,7 +67,7 @@ def annotate_grid(grid: Image.Image, *, cell_width: int, cell_height: int, colum
     """A new image: ``grid`` with column labels in a band on top and row labels in a band on the left.
 
     Labels are wrapped at word boundaries to their cell's width (row labels to the left band, which is as wide as
-    the longest label needs, at most one cell) and centred. Empty label lists leave that band out.
+    the longest label needs, at most one cell unless a single word is wider) and centred. Empty label lists leave that band out.
     """
     font = load_label_font(font_size or default_label_font_size(cell_width, cell_height))
     padding = max(2, getattr(font, "size", 10) // 2)
@@ -77,7 +77,9 @@ def annotate_grid(grid: Image.Image, *, cell_width: int, cell_height: int, colum
     left_width = 0
     if row_labels:
         widest = max(_text_width(label, font) for label in row_labels)
-        left_width = min(widest, cell_width) + 2 * padding
+        # Never narrower than the longest single word, which cannot be wrapped (small cells would cut it).
+        longest_word = max(_text_width(word, font) for label in row_labels for word in (label.split() or [""]))
+        left_width = max(min(widest, cell_width), longest_word) + 2 * padding
     row_lines = [_wrap(label, font, left_width - 2 * padding) for label in row_labels]
     top_height = max((len(lines) for lines in column_lines), default=0) * line_height
     top_height += 2 * padding if column_labels else 0

@@ -44,6 +44,7 @@ def test_paint_a_mask_stroke_and_inpaint(page, app_context, tmp_path):
     page.mouse.move(cx, cy + 10, steps=3)
     page.mouse.move(cx + 40, cy, steps=3)
     page.mouse.up()
+    page.wait_for_timeout(1500)  # the editor hands its layers to the page's value shortly after the stroke ends
     page.fill("#img2img_prompt textarea", "a small boat")
     set_slider(page, "img2img_steps", 4)
     page.click("#img2img_generate")

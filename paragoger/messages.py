@@ -47,23 +47,6 @@ ENGLISH: dict[str, str] = {
                               "'{stem}.vae.safetensors' beside it.",
     "vae_unknown_architecture": "'{name}' is not a VAE this app can read.",
     "hash_lookup_failed": "Could not compute the hash of '{name}': {reason}.",
-}
-
-
-def render(message_id: str, catalogue: dict[str, str] | None = None, /, **params) -> str:
-    """The sentence for ``message_id`` in the given catalogue (falling back to English), filled with ``params``."""
-    template = (catalogue or {}).get(message_id) or ENGLISH.get(message_id, message_id)
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
-
-
-def load_catalogue(path: Path) -> dict[str, str]:
-    """A translation file: a JSON object from message id (or English label) to translated text."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-ENGLISH.update({
     "bad_image": "The {field} could not be read: {reason}.",
     "image_too_large": "The {field} is too large (limit {limit}).",
     "auth_required": "Authentication required.",
@@ -81,10 +64,6 @@ ENGLISH.update({
     "style_needs_name": "Give the style a name.",
     "download_failed": "Could not download {url}: {reason}.",
     "download_checksum": "The downloaded {name} does not have the expected sha256; it was deleted. Try again.",
-})
-
-# samplers and seeds
-ENGLISH.update({
     "schedule_not_supported": "Sampler '{sampler}' cannot use the schedule type '{schedule}'. "
                               "It supports: {supported}.",
     "sampler_needs_package": "Sampler '{name}' needs the Python package '{package}', which is not installed. "
@@ -94,10 +73,6 @@ ENGLISH.update({
     "unknown_rng_source": "Random number source '{name}' is not available. Use one of: {known}.",
     "rng_gpu_fallback": "No CUDA GPU: the noise was drawn on the CPU, so images differ from A1111's default GPU "
                         "noise for the same seed (they match A1111 with RNG set to CPU, and ComfyUI).",
-})
-
-# extra networks: LoRA and textual-inversion embeddings
-ENGLISH.update({
     "lora_not_found": "LoRA '{name}' was not found. Put it into the Lora folder and press refresh, or check its "
                       "name.",
     "lora_bad_weight": "The LoRA tag <{tag}> has a weight that is not a number.",
@@ -110,18 +85,10 @@ ENGLISH.update({
     "network_pickle_refused": "'{name}' was refused: its pickle asks to run '{what}', which a LoRA or embedding "
                               "file never needs. Only use .pt/.ckpt files you trust; prefer .safetensors.",
     "embedding_too_long": "Embedding '{name}' has {count} vectors; at most {limit} fit in one prompt chunk.",
-})
-
-# HTTP API and server (jobs, limits, paths)
-ENGLISH.update({
     "job_cancelled": "Job {job_id} was cancelled before it ran.",
     "path_outside_folder": "{key} = '{value}' points outside {folder}; folders given in requests must stay "
                            "inside the app's folders.",
     "request_too_large": "The request body is too large ({size} bytes; the limit is {limit} bytes).",
-})
-
-# depth and instruct-pix2pix checkpoints
-ENGLISH.update({
     "depth_estimator_missing": "Checkpoint '{name}' is a depth model: it needs the depth of the picture. Upload a "
                                "depth map, or put a depth estimator (a transformers DPT/MiDaS folder such as "
                                "dpt-hybrid-midas, with its preprocessor_config.json) into {folder}.",
@@ -131,4 +98,25 @@ ENGLISH.update({
     "checkpoint_needs_picture": "Checkpoint '{name}' changes a picture (depth or instruct-pix2pix model); use it "
                                 "in img2img with a picture to start from.",
     "image_cfg_out_of_range": "Image CFG scale must be between 0 and 100 (got {value}).",
-})
+    # scripts (paragoger.ext.scripts)
+    "script_not_found": "Script '{name}' was not found. Scripts: {known}.",
+    "alwayson_script_not_found": "Always-on script '{name}' was not found. Always-on scripts: {known}.",
+    "script_not_selectable": "Script '{name}' is always on; pass its arguments in alwayson_scripts.",
+    "script_arg_unknown": "Script '{name}' has no argument '{arg}'. Its arguments: {known}.",
+    "script_args_too_many": "Script '{name}' takes {count} arguments ({known}), got {got}.",
+    "script_args_invalid": "Arguments for script '{name}' must be a list or an object by name.",
+}
+
+
+def render(message_id: str, catalogue: dict[str, str] | None = None, /, **params) -> str:
+    """The sentence for ``message_id`` in the given catalogue (falling back to English), filled with ``params``."""
+    template = (catalogue or {}).get(message_id) or ENGLISH.get(message_id, message_id)
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+def load_catalogue(path: Path) -> dict[str, str]:
+    """A translation file: a JSON object from message id (or English label) to translated text."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -10,21 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from paragoger import messages
 from paragoger.core.engine import GenerationHooks
 from paragoger.errors import UserError
 from paragoger.ext.api import Control, ImageResult, Processing, Script
 
 BUILTIN = "builtin"
 
-messages.ENGLISH.update({
-    "script_not_found": "Script '{name}' was not found. Scripts: {known}.",
-    "alwayson_script_not_found": "Always-on script '{name}' was not found. Always-on scripts: {known}.",
-    "script_not_selectable": "Script '{name}' is always on; pass its arguments in alwayson_scripts.",
-    "script_arg_unknown": "Script '{name}' has no argument '{arg}'. Its arguments: {known}.",
-    "script_args_too_many": "Script '{name}' takes {count} arguments ({known}), got {got}.",
-    "script_args_invalid": "Arguments for script '{name}' must be a list or an object by name.",
-})
 
 
 def control_default(control: Any) -> Any:

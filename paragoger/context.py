@@ -29,6 +29,7 @@ from paragoger.paths import Paths
 from paragoger.prompts import StyleStore
 from paragoger.samplers import default_sampler_registry
 from paragoger.settings import Settings
+from paragoger.upscale import UpscalerRegistry
 
 LOAD_MODEL = "load-model"
 IMG2IMG_BATCH = "img2img-batch"
@@ -48,6 +49,7 @@ class AppContext:
         self.library = ModelLibrary(self.paths)
         self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"])
         self.samplers = default_sampler_registry()
+        self.upscalers = UpscalerRegistry()
         self.styles = StyleStore(self.paths.styles_file)
         self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache)
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)

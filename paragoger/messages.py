@@ -28,6 +28,7 @@ ENGLISH: dict[str, str] = {
     "cfg_out_of_range": "CFG scale must be between 0 and 100 (got {cfg}).",
     "unknown_sampler": "Unknown sampler '{name}'. Known samplers: {known}.",
     "unknown_schedule": "Unknown schedule type '{name}'. Known schedule types: {known}.",
+    "unknown_upscaler": "Unknown upscaler '{name}'. Known upscalers: {known}.",
     "queue_full": "The queue is full ({size} jobs waiting). Try again in a moment.",
     "out_of_memory": "The GPU ran out of memory. Try a smaller size or batch, or start with --medvram/--lowvram.",
     "unknown_option": "Unknown setting '{key}'.",

@@ -87,26 +87,29 @@ class Guidance:
             self._cache[key] = TextConditioning(embeds=torch.cat([part.embeds for part in parts]), pooled=pooled)
         return self._cache[key]
 
-    def combine(self, noise_pred: torch.Tensor) -> torch.Tensor:
+    def combine(self, noise_pred: torch.Tensor, cfg_scale: float | None = None) -> torch.Tensor:
+        """The guided prediction from every copy's; ``cfg_scale`` (default: this guidance's) may differ per step
+        when a hook changes it."""
+        cfg = self.cfg_scale if cfg_scale is None else cfg_scale
         chunks = noise_pred.chunk(self.copies)
         if not self.uses_negative:
             return chunks[0]
         if self.guides_by_picture:
-            return self._combine_with_picture(chunks)
+            return self._combine_with_picture(chunks, cfg)
         noise_uncond, positives = chunks[0], chunks[1:]
         if len(positives) == 1 and self.positives[0][0] == 1.0:
-            return noise_uncond + self.cfg_scale * (positives[0] - noise_uncond)
+            return noise_uncond + cfg * (positives[0] - noise_uncond)
         delta = sum(weight * (noise - noise_uncond) for (weight, _), noise in zip(self.positives, positives))
-        return noise_uncond + self.cfg_scale * delta
+        return noise_uncond + cfg * delta
 
-    def _combine_with_picture(self, chunks) -> torch.Tensor:
+    def _combine_with_picture(self, chunks, cfg: float) -> torch.Tensor:
         positives, noise_image, noise_uncond = chunks[:-2], chunks[-2], chunks[-1]
         if len(positives) == 1 and self.positives[0][0] == 1.0:
             # diffusers' expression, term for term, so the same seed gives the same pixels
-            return (noise_uncond + self.cfg_scale * (positives[0] - noise_image)
+            return (noise_uncond + cfg * (positives[0] - noise_image)
                     + self.image_cfg_scale * (noise_image - noise_uncond))
         delta = sum(weight * (noise - noise_image) for (weight, _), noise in zip(self.positives, positives))
-        return noise_uncond + self.cfg_scale * delta + self.image_cfg_scale * (noise_image - noise_uncond)
+        return noise_uncond + cfg * delta + self.image_cfg_scale * (noise_image - noise_uncond)
 
 
 @dataclass
@@ -125,6 +128,41 @@ class StepState:
 StepHook = Callable[[StepState], None]
 
 
+@dataclass
+class ModelCallState:
+    """What guidance hooks see around one UNet call (A1111's CFG denoiser callbacks): ControlNet-style and
+    dynamic-CFG extensions change these.
+
+    Before the call: ``model_input`` (every copy of the latents, scaled, with any extra channels), ``embeds``
+    (the text conditioning of every copy, in ``Guidance`` order), ``cfg_scale`` and ``unet_kwargs`` (extra
+    keyword arguments for this call, e.g. ``down_block_additional_residuals``; SDXL's ``added_cond_kwargs`` is
+    there too) may be replaced. After the call ``noise_pred`` holds the raw prediction of every copy before they
+    are combined; it may be replaced too. ``cfg_scale`` is then used for combining.
+    """
+
+    index: int
+    step: int
+    steps: int
+    timestep: torch.Tensor
+    copies: int
+    model_input: torch.Tensor
+    embeds: torch.Tensor
+    cfg_scale: float
+    unet_kwargs: dict
+    noise_pred: torch.Tensor | None = None
+
+
+ModelHook = Callable[[ModelCallState], None]
+
+
+@dataclass(frozen=True)
+class ModelHooks:
+    """Hooks run just before each UNet call and just after it (before guidance combines the copies)."""
+
+    before: tuple[ModelHook, ...] = ()
+    after: tuple[ModelHook, ...] = ()
+
+
 def sampling_step(index: int, order: int, steps: int) -> int:
     """Second-order samplers (Heun, DPM2) visit most timesteps twice: map a timestep index to the step."""
     return min(steps - 1, math.ceil(index / order)) if order > 1 else min(index, steps - 1)
@@ -132,13 +170,15 @@ def sampling_step(index: int, order: int, steps: int) -> int:
 
 def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps: int, step_kwargs: dict,
             timesteps: torch.Tensor | None = None, added_time_ids: torch.Tensor | None = None,
-            image_conditioning: torch.Tensor | None = None, hooks: tuple[StepHook, ...] = ()) -> torch.Tensor:
+            image_conditioning: torch.Tensor | None = None, hooks: tuple[StepHook, ...] = (),
+            model_hooks: ModelHooks = ModelHooks()) -> torch.Tensor:
     """Run ``timesteps`` (default: all of ``scheduler.timesteps``, already set) from ``latents``; returns the final
     (or interrupted) latents. img2img passes the tail of the schedule that its denoising strength leaves.
 
     ``image_conditioning`` is concatenated to the UNet input's channels for models that take more than the
     latents (inpainting: mask + masked-image latents; depth; pix2pix: picture latents), after the scheduler has
-    scaled the latents; ``guidance`` says what each copy of the batch gets.
+    scaled the latents; ``guidance`` says what each copy of the batch gets. ``model_hooks`` may change the UNet's
+    inputs and raw outputs at every step (see ``ModelCallState``).
     """
     copies = guidance.copies
     timesteps = scheduler.timesteps if timesteps is None else timesteps
@@ -154,15 +194,21 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps
             model_input = torch.cat([model_input, extra], dim=1)
 
         # 2. Predict the noise for every prompt in one UNet call.
-        added_cond = None
+        unet_kwargs = {"added_cond_kwargs": None}
         if added_time_ids is not None:  # SDXL: pooled text embeddings and size/crop conditioning
             time_ids = torch.cat([added_time_ids] * copies) if copies > 1 else added_time_ids
-            added_cond = {"text_embeds": conditioning.pooled, "time_ids": time_ids}
-        noise_pred = unet(model_input, t, encoder_hidden_states=conditioning.embeds, added_cond_kwargs=added_cond,
-                          return_dict=False)[0]
+            unet_kwargs["added_cond_kwargs"] = {"text_embeds": conditioning.pooled, "time_ids": time_ids}
+        call = ModelCallState(index=index, step=step, steps=steps, timestep=t, copies=copies, model_input=model_input,
+                              embeds=conditioning.embeds, cfg_scale=guidance.cfg_scale, unet_kwargs=unet_kwargs)
+        for hook in model_hooks.before:
+            hook(call)
+        call.noise_pred = unet(call.model_input, t, encoder_hidden_states=call.embeds, **call.unet_kwargs,
+                               return_dict=False)[0]
+        for hook in model_hooks.after:
+            hook(call)
 
         # 3. Guidance.
-        noise_pred = guidance.combine(noise_pred)
+        noise_pred = guidance.combine(call.noise_pred, cfg_scale=call.cfg_scale)
 
         # 4. One scheduler step.
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]

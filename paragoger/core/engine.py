@@ -20,7 +20,7 @@ from paragoger.core import img2img
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.depth import depth_conditioning
-from paragoger.core.denoise import Guidance, ScheduledConditioning, StepState, denoise
+from paragoger.core.denoise import Guidance, ModelHooks, ScheduledConditioning, StepState, denoise
 from paragoger.core.jobs import Job
 from paragoger.core.parameters import generation_parameters
 from paragoger.core.pictures import PreparedPictures, prepare_pictures
@@ -46,6 +46,9 @@ class GenerationHooks:
 
     def step_hooks(self) -> list:
         return []
+
+    def model_hooks(self) -> ModelHooks:
+        return ModelHooks()
 
     def model_ready(self, components) -> None:
         pass
@@ -264,7 +267,8 @@ class Engine:
             step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings, generators)
             return denoise(unet=components.unet, scheduler=scheduler, latents=latents, guidance=guidance,
                            steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
-                           image_conditioning=image_conditioning, hooks=tuple(hooks))
+                           image_conditioning=image_conditioning, hooks=tuple(hooks),
+                           model_hooks=run.model_hooks() if run else ModelHooks())
 
     @staticmethod
     def _latent_upscale(request, components) -> bool:

@@ -130,6 +130,14 @@ class Processing:
         """A per-step callback for this generation only (removed when it ends, also on error or interrupt)."""
         self._runtime.callbacks.add("denoising_step", fn, owner=self._owner, scope=self._scope)
 
+    def on_cfg_denoiser(self, fn: Callable[[Any], None]) -> None:
+        """Like ``ExtensionHandle.on_cfg_denoiser``, for this generation only."""
+        self._runtime.callbacks.add("cfg_denoiser", fn, owner=self._owner, scope=self._scope)
+
+    def on_cfg_denoised(self, fn: Callable[[Any], None]) -> None:
+        """Like ``ExtensionHandle.on_cfg_denoised``, for this generation only."""
+        self._runtime.callbacks.add("cfg_denoised", fn, owner=self._owner, scope=self._scope)
+
     # For scripts picked from the Script dropdown whose ``run`` makes several generations (X/Y/Z plot).
     def generate(self, request=None, **changes):
         """Run one generation (always-on scripts apply) and return its GenerationResult."""
@@ -224,7 +232,7 @@ class Script:
 # --- the handle an extension gets ---------------------------------------------------------------------------------
 
 CALLBACK_KINDS = ("app_started", "model_loaded", "before_image_saved", "image_saved", "denoising_step",
-                  "infotext_pasted")
+                  "infotext_pasted", "cfg_denoiser", "cfg_denoised")
 
 
 class ExtensionHandle:
@@ -285,6 +293,18 @@ class ExtensionHandle:
         ``state.timestep``, ``state.noise_pred``, ``state.latents`` (assign a new tensor to change them),
         ``state.stop = True`` ends sampling."""
         self._pending.callbacks.append(("denoising_step", fn))
+
+    def on_cfg_denoiser(self, fn: Callable[[Any], None]) -> None:
+        """``fn(state)`` just before every UNet call of every generation: ``state.model_input`` (all copies of the
+        latents, scaled), ``state.embeds`` (text conditioning of every copy: the negative first, then the
+        positives), ``state.cfg_scale`` and ``state.unet_kwargs`` (extra UNet arguments, e.g. ControlNet
+        residuals) may be replaced; ``state.step``/``state.steps``/``state.timestep`` say where sampling is."""
+        self._pending.callbacks.append(("cfg_denoiser", fn))
+
+    def on_cfg_denoised(self, fn: Callable[[Any], None]) -> None:
+        """``fn(state)`` just after every UNet call, before the copies are combined by CFG: ``state.noise_pred``
+        (every copy's raw prediction) and ``state.cfg_scale`` may be replaced."""
+        self._pending.callbacks.append(("cfg_denoised", fn))
 
     def on_infotext_pasted(self, fn: Callable[[str, dict], None]) -> None:
         """``fn(infotext, fields)`` when parameters are pasted: may add to or change ``fields`` in place."""

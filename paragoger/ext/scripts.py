@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from paragoger.core.denoise import ModelHooks
 from paragoger.core.engine import GenerationHooks
 from paragoger.errors import UserError
 from paragoger.ext.api import Control, ImageResult, Processing, Script
@@ -212,6 +213,14 @@ class GenerationRun(GenerationHooks):
             self.runtime.callbacks.call("denoising_step", state, scope=self.scope)
 
         return [extension_step]
+
+    def model_hooks(self) -> ModelHooks:
+        def stage(kind: str) -> tuple:
+            if not self.runtime.callbacks.registered(kind):
+                return ()
+            return (lambda state: self.runtime.callbacks.call(kind, state, scope=self.scope),)
+
+        return ModelHooks(before=stage("cfg_denoiser"), after=stage("cfg_denoised"))
 
     def model_ready(self, components) -> None:
         self.runtime.notify_model(components)

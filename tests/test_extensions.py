@@ -7,7 +7,9 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from paragoger.cli import parse_args
 from paragoger.context import AppContext
@@ -375,3 +377,39 @@ def test_bundled_extensions_import_only_the_public_api(path):
 def test_builtin_scripts_import_only_the_public_api():
     for path in (REPO / "paragoger" / "scripts").rglob("*.py"):
         assert _paragoger_imports(path) <= {"paragoger.ext.api"}, path
+
+
+def test_example_step_function_sampler_matches_the_built_in_euler_a(extensions_dir, start_context):
+    """A sampler written as a step function over the denoiser runs in the same loop, draws its noise from the
+    image seeds like the built-in samplers, and so ancestral Euler written in five lines gives Euler a's pixels."""
+    shutil.copytree(EXAMPLE, extensions_dir / "example")
+    context = start_context()
+    assert "Example Euler a (step function)" in [s["name"] for s in context.samplers.samplers()]
+    by_step_function = generate(context, sampler_name="example_euler_a", steps=4, batch_size=2)
+    built_in = generate(context, sampler_name="Euler a", steps=4, batch_size=2)
+    for ours, theirs in zip(by_step_function.images, built_in.images):
+        a = np.asarray(Image.open(ours.path), dtype=np.int16)
+        b = np.asarray(Image.open(theirs.path), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1
+    assert png_fields(by_step_function)["Sampler"] == "Example Euler a (step function)"
+
+
+def test_a_step_function_sampler_sees_the_denoised_latents_at_every_sigma(extensions_dir, start_context,
+                                                                           tmp_path):
+    log = tmp_path / "sigmas.txt"
+    write_extension(extensions_dir, "euler-fn", {"scripts/euler_fn.py": f'''
+        def euler(x, denoised, sigma, sigma_next, info):
+            with open({str(log)!r}, "a") as out:
+                out.write(f"{{info.index}} {{float(sigma):.4f}} {{float(sigma_next):.4f}}\\n")
+            return x + (x - denoised) / sigma * (sigma_next - sigma)
+
+        def setup(ext):
+            ext.register_step_sampler("Euler by function", euler)
+    '''})
+    context = start_context()
+    ours = generate(context, sampler_name="Euler by function", scheduler="Karras", steps=3)
+    theirs = generate(context, sampler_name="Euler", scheduler="Karras", steps=3)
+    assert np.array_equal(np.asarray(Image.open(ours.images[0].path)), np.asarray(Image.open(theirs.images[0].path)))
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [int(index) for index, _, _ in lines] == [0, 1, 2]
+    assert float(lines[-1][2]) == 0.0 and float(lines[0][1]) > float(lines[1][1]) > float(lines[2][1])

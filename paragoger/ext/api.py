@@ -260,6 +260,18 @@ class ExtensionHandle:
             name, scheduler_class, kwargs or {}, aliases=tuple(aliases), default_schedule=default_schedule,
             schedules=schedules, needs_generator=needs_generator, how=how or f"from extension {self.name}"))
 
+    def register_step_sampler(self, name: str, step_function: Callable, *, aliases: tuple[str, ...] = (),
+                              adds_noise: bool = False, default_schedule: str | None = None,
+                              schedules: tuple[str, ...] | None = None, how: str = "") -> None:
+        """A sampler written as ``step_function(x, denoised, sigma, sigma_next, info) -> x_next`` over the
+        model's denoiser (see ``paragoger.samplers.step_function``). ``adds_noise``: it calls
+        ``info.noise_like(x)`` (ancestral/SDE samplers), so it is handed generators seeded from the image seeds."""
+        from paragoger.samplers.step_function import scheduler_for_step_function
+
+        self.register_sampler(name, scheduler_for_step_function(name, step_function), aliases=aliases,
+                              default_schedule=default_schedule, schedules=schedules, needs_generator=adds_noise,
+                              how=how or f"step function from extension {self.name}")
+
     def register_schedule(self, name: str, label: str, config: dict, *, config_if_supported: dict | None = None,
                           aliases: tuple[str, ...] = (), how: str = "") -> None:
         """A schedule type: scheduler-config settings that choose the noise levels or timesteps."""

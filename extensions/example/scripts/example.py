@@ -2,6 +2,8 @@
 
 * "Example Euler": Euler over trailing timesteps, as a subclass of diffusers' EulerDiscreteScheduler (the place
   where an author would change the update rule).
+* "Example Euler a (step function)": ancestral Euler written as a step function over the model's denoiser, the
+  shortest way to try a sampler from a paper.
 * "Example stamp" (always on, off by default): writes "Example note" and "Example steps seen" (counted by a
   per-step callback registered for that generation only) into each image's parameters.
 """
@@ -15,6 +17,15 @@ class ExampleEulerScheduler(EulerDiscreteScheduler):
 
     def step(self, model_output, timestep, sample, *args, **kwargs):
         return super().step(model_output, timestep, sample, *args, **kwargs)
+
+
+def euler_ancestral_step(x, denoised, sigma, sigma_next, info):
+    """One ancestral Euler step: go down to ``sigma_down`` deterministically, then add fresh noise of size
+    ``sigma_up``, so the total noise level is ``sigma_next``."""
+    sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5
+    sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+    x = x + (x - denoised) / sigma * (sigma_down - sigma)
+    return x + info.noise_like(x) * sigma_up if sigma_next > 0 else x
 
 
 class ExampleStamp(api.Script):
@@ -48,4 +59,6 @@ class ExampleStamp(api.Script):
 def setup(ext):
     ext.register_sampler("Example Euler", ExampleEulerScheduler, {"timestep_spacing": "trailing"},
                          aliases=("example_euler",), how="EulerDiscreteScheduler subclass, trailing timesteps")
+    ext.register_step_sampler("Example Euler a (step function)", euler_ancestral_step, adds_noise=True,
+                              aliases=("example_euler_a",), how="ancestral Euler as a step function")
     ext.register_script(ExampleStamp(ext.flags.example_note or "made with the example extension"))

@@ -11,14 +11,18 @@ from typing import Any
 import psutil
 
 from paragoger import messages
+from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions
 from paragoger.core.batch import run_batch
 from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
+from paragoger.core.extras import extras_output_dir, run_extras
 from paragoger.core.jobs import Job, JobQueue
 from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
+from paragoger.ext.services import AppServices
 from paragoger.imaging.transport import encode_png_base64
+from paragoger.lifecycle import ServerControl
 from paragoger.model_manager.cache import ModelCache
 from paragoger.model_manager.depth import DepthEstimators
 from paragoger.model_manager.embeddings import EmbeddingLibrary
@@ -30,9 +34,13 @@ from paragoger.prompts import StyleStore
 from paragoger.samplers import default_sampler_registry
 from paragoger.settings import Settings
 from paragoger.upscale import UpscalerRegistry
+from paragoger.upscale.model_files import ModelUpscalers
+from paragoger.upscale.spandrel_models import SpandrelModels
 
 LOAD_MODEL = "load-model"
 IMG2IMG_BATCH = "img2img-batch"
+EXTRAS = "extras"  # the Extras tab and /extra-*-image(s): an ExtrasRequest -> ExtrasResult
+CAPTION = "caption"  # image to text: (captioner name, picture) -> text
 
 
 class AppContext:
@@ -41,7 +49,8 @@ class AppContext:
         self.paths = Paths.build(
             data_dir=options.data_dir, models_dir=options.models_dir, ckpt_dirs=options.ckpt_dirs,
             vae_dirs=options.vae_dirs, lora_dirs=options.lora_dirs, embeddings_dirs=options.embeddings_dirs,
-            extensions_dirs=options.extensions_dirs, outputs_dir=options.outputs_dir)
+            extensions_dirs=options.extensions_dirs, outputs_dir=options.outputs_dir,
+            upscaler_dirs=dict(options.upscaler_dirs))
         self.paths.ensure()
         self.settings = Settings.load(self.paths.config_file)
         self.device = device or choose_device(options.device, precision=options.precision,
@@ -50,6 +59,11 @@ class AppContext:
         self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"])
         self.samplers = default_sampler_registry()
         self.upscalers = UpscalerRegistry()
+        # Model upscalers (models/ESRGAN, RealESRGAN, ...) through spandrel: listed now, each read on first use.
+        self.upscaler_models = ModelUpscalers(self.upscalers, self.paths.upscaler_dirs(), SpandrelModels(
+            self.device, lambda: (self.settings["ESRGAN_tile"], self.settings["ESRGAN_tile_overlap"])))
+        self.upscaler_models.refresh()
+        self.captioners = default_captioners(self.paths.models_dir, self.device)
         self.styles = StyleStore(self.paths.styles_file)
         self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache)
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
@@ -61,12 +75,15 @@ class AppContext:
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
                                            samplers=self.samplers, args=options.extra.get("unknown", []),
-                                           library=self.library)
+                                           library=self.library, switched_off=_extensions_switched_off(options),
+                                           upscalers=self.upscalers, settings=self.settings,
+                                           services=AppServices(self))
         self.extensions.load_all()
         self.scripts = self.extensions.scripts
         self.extensions.engine = self.engine
         self.engine.extension_runner = self.extensions.generation
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
+        self.control = ServerControl()  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
 
     def startup(self) -> None:
@@ -104,15 +121,45 @@ class AppContext:
             self.settings.update({"sd_model_checkpoint": components.info.title})
             self.extensions.notify_model(components)
             return components
+        if job.kind == EXTRAS:
+            return run_extras(job.request, self.upscalers, output_dir=extras_output_dir(self.paths, self.settings),
+                              extension=self.settings["samples_format"], jpeg_quality=self.settings["jpeg_quality"],
+                              job=job)
         if job.kind == IMG2IMG_BATCH:
             batch = job.request
             return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir,
                              output_dir=batch.output_dir, mask_dir=batch.mask_dir)
+        if job.kind == CAPTION:
+            name, picture = job.request
+            return self.captioners.caption(name, picture, self.settings.as_dict())
         return self.extensions.run_generation(job.request, job)
 
     def select_checkpoint(self, name: str, vae: str | None = None):
         """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
         job = self.queue.run((name, vae), kind=LOAD_MODEL)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def interrogate(self, image, captioner: str | None = "clip") -> str:
+        """The text captioner ``captioner`` gives ``image``, through the queue (models load on the device while no
+        generation runs). Unknown names fail at once; a missing model folder fails with the folder to fill."""
+        self.captioners.get(captioner)
+        if image is None:
+            raise UserError("caption_image_missing")
+        job = self.queue.run((captioner, image), kind=CAPTION)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def submit_extras(self, request) -> Job:
+        """Check an ExtrasRequest (unknown upscaler, absurd scale -> UserError now) and queue it."""
+        return self.queue.submit(request.validate(self.upscalers), kind=EXTRAS)
+
+    def run_extras(self, request):
+        """Upscale through the queue and wait: the ExtrasResult, or the job's error raised."""
+        job = self.submit_extras(request)
+        job.wait()
         if job.error is not None:
             raise job.error
         return job.result
@@ -197,3 +244,12 @@ class AppContext:
 
     def close(self) -> None:
         self.queue.stop()
+
+
+def _extensions_switched_off(options: LaunchOptions) -> str:
+    """Why no extension loads this run ("" when they do): --disable-all-extensions / --disable-extra-extensions."""
+    for flag, on in (("--disable-all-extensions", options.disable_all_extensions),
+                     ("--disable-extra-extensions", options.disable_extra_extensions)):
+        if on:
+            return messages.render("extensions_switched_off", flag=flag)
+    return ""

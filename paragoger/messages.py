@@ -28,6 +28,8 @@ ENGLISH: dict[str, str] = {
     "cfg_out_of_range": "CFG scale must be between 0 and 100 (got {cfg}).",
     "unknown_sampler": "Unknown sampler '{name}'. Known samplers: {known}.",
     "unknown_schedule": "Unknown schedule type '{name}'. Known schedule types: {known}.",
+    "extension_tab_failed": "The tab of extension '{name}' could not be built: {reason}. The extension was "
+                            "switched off; see the Extensions tab.",
     "unknown_upscaler": "Unknown upscaler '{name}'. Known upscalers: {known}.",
     "queue_full": "The queue is full ({size} jobs waiting). Try again in a moment.",
     "out_of_memory": "The GPU ran out of memory. Try a smaller size or batch, or start with --medvram/--lowvram.",
@@ -99,6 +101,41 @@ ENGLISH: dict[str, str] = {
     "checkpoint_needs_picture": "Checkpoint '{name}' changes a picture (depth or instruct-pix2pix model); use it "
                                 "in img2img with a picture to start from.",
     "image_cfg_out_of_range": "Image CFG scale must be between 0 and 100 (got {value}).",
+    # upscalers and the Extras tab (paragoger.upscale, paragoger.core.extras)
+    "upscaler_unreadable": "Could not read upscaler model '{name}': {reason}. The file may be truncated or not a "
+                           "model.",
+    "upscaler_pickle_refused": "Upscaler model '{name}' was refused: its pickle asks to run '{what}', which a model "
+                               "file never needs. Only use .pth files you trust; prefer .safetensors.",
+    "upscaler_unknown_architecture": "'{name}' is not an upscaler model this app can read: it matches none of the "
+                                     "architectures spandrel knows (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT, ...).",
+    "upscaler_not_for_pictures": "'{name}' is a {architecture} model for {purpose}, not an upscaler.",
+    "upscale_too_large": "Upscaling {width}x{height} with '{name}' would make a {out_width}x{out_height} picture; "
+                         "the limit is {limit} pixels. Use a smaller picture or scale.",
+    "extras_scale_out_of_range": "Upscale by must be more than 0 and at most {high} (got {value}).",
+    "extras_size_out_of_range": "Upscale to width and height must be 1 to {high} pixels (got {width}x{height}).",
+    "extras_resize_mode_unknown": "Unknown resize mode {value} (0 scale by, 1 scale to).",
+    "extras_visibility_out_of_range": "Upscaler 2 visibility must be between 0 and 1 (got {value}).",
+    "extras_no_image": "Choose a picture to upscale.",
+    "extras_face_restoration_unavailable": "Face restoration (GFPGAN, CodeFormer) is not available in this app; "
+                                           "set gfpgan_visibility and codeformer_visibility to 0.",
+    "extras_batch_done": "{written} pictures written to {folder}; {skipped} skipped.",
+    # image to text (paragoger.caption)
+    "unknown_captioner": "Unknown captioner '{name}'. Known captioners: {known}.",
+    "blip_model_missing": "Image to text needs a BLIP captioning model. Put a Hugging Face BLIP captioning folder "
+                          "(config.json, model.safetensors, preprocessor and tokenizer files, for example a copy "
+                          "of Salesforce/blip-image-captioning-base) into {folder}, as "
+                          "{folder}/blip-image-captioning-base. For flavours, add a CLIP folder (such as "
+                          "openai/clip-vit-large-patch14) to the CLIP folder beside it.",
+    "tagger_model_missing": "DeepBooru tags need a WD tagger model. Put a timm tagger folder (config.json, "
+                            "model.safetensors and selected_tags.csv, for example a copy of "
+                            "SmilingWolf/wd-vit-tagger-v3) into {folder}, as {folder}/wd-vit-tagger-v3.",
+    "caption_model_unreadable": "Could not load the {kind} model in {folder}: {reason}. It must be a complete "
+                                "model folder as downloaded (config.json, weights and the other files).",
+    "tagger_tags_unreadable": "Could not read the tag list {path}: {reason}. A WD tagger needs its "
+                              "selected_tags.csv (columns tag_id, name, category, count).",
+    "tagger_tags_mismatch": "The tagger in {folder} predicts {outputs} tags but its selected_tags.csv lists "
+                            "{tags}; the two files do not belong together.",
+    "caption_image_missing": "Choose a picture to describe.",
     # scripts (paragoger.ext.scripts)
     "script_not_found": "Script '{name}' was not found. Scripts: {known}.",
     "alwayson_script_not_found": "Always-on script '{name}' was not found. Always-on scripts: {known}.",
@@ -106,6 +143,40 @@ ENGLISH: dict[str, str] = {
     "script_arg_unknown": "Script '{name}' has no argument '{arg}'. Its arguments: {known}.",
     "script_args_too_many": "Script '{name}' takes {count} arguments ({known}), got {got}.",
     "script_args_invalid": "Arguments for script '{name}' must be a list or an object by name.",
+    # installing, updating and restarting (paragoger.ext.install, paragoger.lifecycle)
+    "extension_access_refused": "Installing and updating extensions and restarting are switched off because the "
+                                "app {where}, so others could use them to run code on this machine. Start it with "
+                                "--enable-insecure-extension-access to allow them anyway.",
+    "extension_access_where_host": "listens on {host}",
+    "extension_access_where_share": "has a public --share link",
+    "extension_url_missing": "Enter the git URL of the extension.",
+    "extension_url_refused": "'{url}' is not a git URL this app installs from. Use an http(s)://, git://, "
+                             "ssh:// (or user@host:path) or file:// URL.",
+    "extension_name_invalid": "'{name}' cannot be an extension folder name: it must not be empty, contain '/', "
+                              "'\\' or '..', or start with '.' or '_'.",
+    "extension_branch_invalid": "'{branch}' is not a branch name.",
+    "extension_exists": "An extension folder named '{name}' already exists ({path}). Give another folder name, or "
+                        "update the installed one.",
+    "extension_not_found": "No extension named '{name}'.",
+    "extension_not_git": "Extension '{name}' is not a git checkout ({path}), so it cannot be updated from here.",
+    "extension_installed": "Installed '{name}' ({commit}) into {path}. It becomes active after a restart: press "
+                           "Apply and restart.",
+    "extension_install_script_failed": "Installed '{name}' into {path}, but its install.py failed (it runs again "
+                                       "at the next start):\n{output}",
+    "extension_up_to_date": "'{name}' is already up to date ({commit}).",
+    "extension_updated": "'{name}' was updated from {old} to {new}. The new version is active after a restart.",
+    "extension_has_news": "'{name}': {count} new commit(s) at {remote}.",
+    "extension_no_news": "'{name}': up to date.",
+    "extension_check_failed": "'{name}': could not check: {reason}",
+    "extensions_no_checkouts": "No installed extension is a git checkout, so there is nothing to check.",
+    "extensions_switched_off": "No extension loads while the app runs with {flag}.",
+    "git_missing": "git is not installed: installing and updating extensions needs the git command.",
+    "git_failed": "git {action} failed (exit code {code}): {stderr}",
+    "git_timeout": "git {action} took longer than {seconds} s and was stopped. {stderr}",
+    "restart_unavailable": "This server cannot restart itself: only the app started with app.py can.",
+    "server_restarting": "Restarting: the app starts again with the same command line; the page reloads when it "
+                         "is back.",
+    "server_stopping": "The app is stopping.",
 }
 
 

@@ -14,6 +14,9 @@ from paragoger import messages
 from paragoger.api.auth import install_basic_auth
 from paragoger.api.routes import build_router, install_error_handlers
 
+GRACEFUL_SHUTDOWN_S = 5
+EXTENSION_ROUTES = "/ext/"
+
 
 def build_app(context) -> FastAPI:
     """The FastAPI app with the API and (unless --nowebui) the page. API routes go first: a mount at "/"
@@ -22,10 +25,13 @@ def build_app(context) -> FastAPI:
     app = FastAPI(title="Paragoger SD API", docs_url="/docs")
     install_error_handlers(app)
     if options.api_auth:
-        install_basic_auth(app, options.api_auth, prefix="/sdapi/")
+        install_basic_auth(app, options.api_auth, prefix=("/sdapi/", EXTENSION_ROUTES))
     install_body_limit(app, int(options.api_max_request_mb * 1024 * 1024))
     install_cors(app, options)
     app.include_router(build_router(context))
+    for route in context.extensions.routes:  # /ext/<extension>/<path>, registered with ext.register_route
+        app.add_api_route(f"{EXTENSION_ROUTES}{route.owner}{route.path}", route.endpoint, methods=list(route.methods),
+                          tags=[f"extension: {route.owner}"])
     if not options.nowebui:
         from paragoger.ui.app import mount_ui
 
@@ -84,8 +90,12 @@ def serve(context) -> None:
     warning = exposure_warning(options)
     if warning:
         print(warning, flush=True)
-    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
+    # A restart or stop (paragoger/lifecycle.py) lets responses in flight finish, but the page keeps a few
+    # streams open for as long as it is shown: those are cut after a few seconds.
+    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     server = uvicorn.Server(config)
+    context.control.attach(server)
     url = local_url(options)
 
     def announce():
@@ -99,4 +109,5 @@ def serve(context) -> None:
 
     threading.Timer(1.5, announce).start()
     server.run()
+    context.control.after_serve(context)  # restart (re-exec) or stop, when one was asked for
 

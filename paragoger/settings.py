@@ -73,6 +73,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("outdir_txt2img_grids", "txt2img-grids", "Output folder for txt2img grids", "saving"),
     OptionSpec("outdir_img2img_samples", "img2img-images", "Output folder for img2img images", "saving"),
     OptionSpec("outdir_img2img_grids", "img2img-grids", "Output folder for img2img grids", "saving"),
+    OptionSpec("outdir_extras_samples", "extras-images", "Output folder for images from extras tab", "saving"),
     # Live previews
     OptionSpec("live_previews_enable", True, "Show live previews while generating", "previews"),
     OptionSpec("show_progress_every_n_steps", 2, "Live preview every N steps", "previews", minimum=1, maximum=50),
@@ -83,6 +84,28 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("default_scheduler", "Automatic", "Default schedule type", "ui"),
     OptionSpec("default_steps", 20, "Default steps", "ui", minimum=1, maximum=150),
     OptionSpec("default_cfg_scale", 7.0, "Default CFG scale", "ui", minimum=1.0, maximum=30.0),
+    # Image to text (paragoger/caption): A1111's interrogate settings
+    OptionSpec("interrogate_keep_models_in_memory", False, "Keep captioning models in memory after use",
+               "interrogate"),
+    OptionSpec("interrogate_return_ranks", False, "Show the score of each flavour and tag, as (text:score)",
+               "interrogate"),
+    OptionSpec("interrogate_clip_num_beams", 1, "BLIP: number of beams", "interrogate", minimum=1, maximum=16),
+    OptionSpec("interrogate_clip_min_length", 24, "BLIP: minimum description length, tokens", "interrogate",
+               minimum=1, maximum=128),
+    OptionSpec("interrogate_clip_max_length", 48, "BLIP: maximum description length, tokens", "interrogate",
+               minimum=2, maximum=256),
+    OptionSpec("interrogate_deepbooru_score_threshold", 0.5, "DeepBooru: score threshold", "interrogate",
+               minimum=0.0, maximum=1.0),
+    OptionSpec("deepbooru_sort_alpha", True, "DeepBooru: sort tags alphabetically (else best first)",
+               "interrogate"),
+    OptionSpec("deepbooru_use_spaces", True, "DeepBooru: spaces instead of underscores", "interrogate"),
+    OptionSpec("deepbooru_escape", True, "DeepBooru: escape brackets with \\ so they stay literal", "interrogate"),
+    OptionSpec("deepbooru_filter_tags", "", "DeepBooru: tags to leave out, comma-separated", "interrogate"),
+    # Upscaling (model upscalers run in tiles of this many input pixels; 0 = the whole picture at once)
+    OptionSpec("ESRGAN_tile", 192, "Tile size for ESRGAN upscalers (0 = no tiling)", "upscaling",
+               minimum=0, maximum=512),
+    OptionSpec("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers, pixels", "upscaling",
+               minimum=0, maximum=48),
 )
 
 SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
@@ -92,18 +115,39 @@ class Settings:
     """Current option values. Thread-safe reads and writes; ``save`` writes config.json atomically."""
 
     def __init__(self, values: dict[str, Any] | None = None, path: Path | None = None):
+        self._specs: dict[str, OptionSpec] = dict(SPECS_BY_KEY)  # the app's own, then any extensions add
         self._values = {spec.key: spec.default for spec in OPTION_SPECS}
         self._unknown: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.path = path
         for key, value in (values or {}).items():
-            if key in SPECS_BY_KEY:
+            if key in self._specs:
                 try:
-                    self._values[key] = SPECS_BY_KEY[key].coerce(value)
+                    self._values[key] = self._specs[key].coerce(value)
                 except UserError:
                     pass  # a hand-edited config.json with a bad value keeps the default
             else:
                 self._unknown[key] = value  # kept so that saving never drops other tools' keys
+
+    def add_spec(self, spec: OptionSpec) -> None:
+        """An option an extension brings: listed, validated and saved like the app's own. A value already in
+        config.json (saved by an earlier run) is taken up."""
+        if spec.key in self._specs:
+            raise ValueError(f"setting '{spec.key}' already exists")
+        spec.coerce(spec.default)
+        with self._lock:
+            self._specs[spec.key] = spec
+            self._values[spec.key] = spec.default
+            stored = self._unknown.pop(spec.key, None)
+            if stored is not None:
+                try:
+                    self._values[spec.key] = spec.coerce(stored)
+                except UserError:
+                    pass
+
+    def specs(self) -> list[OptionSpec]:
+        """Every option in display order: the app's table, then extensions' in registration order."""
+        return list(self._specs.values())
 
     @classmethod
     def load(cls, path: Path) -> "Settings":
@@ -128,7 +172,7 @@ class Settings:
     def validated(self, changes: dict[str, Any], *, allow_unknown: bool = False) -> dict[str, Any]:
         out = {}
         for key, value in changes.items():
-            spec = SPECS_BY_KEY.get(key)
+            spec = self._specs.get(key)
             if spec is None:
                 if allow_unknown:
                     continue
@@ -139,6 +183,7 @@ class Settings:
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Settings":
         """A copy with ``overrides`` applied (unknown keys ignored, as A1111 does); self is unchanged."""
         copy = Settings(path=None)
+        copy._specs = dict(self._specs)
         copy._values = {**self.as_dict(), **self.validated(overrides or {}, allow_unknown=True)}
         return copy
 

@@ -27,13 +27,13 @@ def credentials_ok(header: str | None, users: tuple[tuple[str, str], ...]) -> bo
     return matched
 
 
-def install_basic_auth(app: FastAPI, users: tuple[tuple[str, str], ...], *, prefix: str) -> None:
+def install_basic_auth(app: FastAPI, users: tuple[tuple[str, str], ...], *, prefix: str | tuple[str, ...]) -> None:
     """Plain ASGI middleware (not ``@app.middleware``, which hides a client disconnect from the routes)."""
     app.add_middleware(BasicAuth, users=users, prefix=prefix)
 
 
 class BasicAuth:
-    def __init__(self, app, users: tuple[tuple[str, str], ...], prefix: str):
+    def __init__(self, app, users: tuple[tuple[str, str], ...], prefix: str | tuple[str, ...]):
         self.app, self.users, self.prefix = app, users, prefix
 
     async def __call__(self, scope, receive, send):

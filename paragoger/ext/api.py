@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from paragoger import messages
 from paragoger.errors import UserError
+from paragoger.ext.services import AppServices  # noqa: F401  (public re-export: the type of ``ext.app``)
 from paragoger.imaging.grid import annotate_grid, make_grid, load_label_font  # noqa: F401  (public re-exports)
 
 API_VERSION = "1.0"
@@ -146,6 +147,11 @@ class Processing:
     def sampler_names(self) -> list[str]:
         return self._runtime.sampler_names()
 
+    def setting(self, key: str) -> Any:
+        """A setting's value for this generation (the request's ``override_settings`` first)."""
+        engine = getattr(self._runtime, "engine", None)
+        return engine.settings.with_overrides(self.request.override_settings)[key]
+
     def schedule_names(self) -> list[str]:
         return self._runtime.schedule_names()
 
@@ -229,6 +235,39 @@ class Script:
         return None
 
 
+# --- what extensions add besides samplers and scripts -------------------------------------------------------------
+
+@dataclass
+class XYZAxis:
+    """An X/Y/Z plot axis (see ``ExtensionHandle.register_xyz_axis``)."""
+
+    label: str
+    kind: str = "text"                     # "int", "float" or "text": how the values box is parsed
+    choices: tuple | None = None           # fixed choices instead (offered as a dropdown)
+    field: str | None = None               # a GenerationRequest field to set ...
+    setting: str | None = None             # ... or a setting for that cell ...
+    script: str | None = None              # ... or an always-on script's argument (with ``arg``)
+    arg: str | None = None
+    labelled: bool = True                  # "Label: value" in the grid legend, or just the value
+    aliases: tuple = ()
+
+
+@dataclass
+class ExtensionTab:
+    title: str
+    build: Callable[[], None]
+    owner: str
+    elem_id: str
+
+
+@dataclass
+class ExtensionRoute:
+    path: str                              # served at /ext/<extension>/<path>
+    endpoint: Callable
+    methods: tuple
+    owner: str
+
+
 # --- the handle an extension gets ---------------------------------------------------------------------------------
 
 CALLBACK_KINDS = ("app_started", "model_loaded", "before_image_saved", "image_saved", "denoising_step",
@@ -242,11 +281,54 @@ class ExtensionHandle:
     load leaves nothing behind.
     """
 
-    def __init__(self, name: str, path: Path, flags: argparse.Namespace, pending):
+    def __init__(self, name: str, path: Path, flags: argparse.Namespace, pending, app=None):
         self.name = name
         self.path = Path(path)
         self.flags = flags           # values of the command-line flags this extension's preload.py added
+        self.app = app               # AppServices: generate, upscale, settings... (for tabs, routes, callbacks)
         self._pending = pending
+
+    def register_upscaler(self, name: str, upscale: Callable[[Any, float], Any], *, scale: float = 4.0) -> None:
+        """An upscaler: ``upscale(image, scale) -> image`` on PIL RGB pictures (about ``scale`` times larger;
+        the app resizes the result exactly). Listed in every upscaler dropdown and /sdapi/v1/upscalers."""
+        from paragoger.upscale import Upscaler
+
+        self._pending.upscalers.append(Upscaler(name, upscale, scale=float(scale), source=self.name))
+
+    def register_setting(self, key: str, default: Any, label: str, *, section: str | None = None,
+                         choices: tuple | None = None, minimum: float | None = None,
+                         maximum: float | None = None) -> None:
+        """A setting in the Settings tab (in ``section``, by default a section named after the extension), in
+        /sdapi/v1/options and config.json, usable in ``override_settings``. Read it with ``ext.app.setting(key)``
+        or, honouring a request's overrides, ``p.setting(key)``."""
+        from paragoger.settings import OptionSpec
+
+        self._pending.settings.append(OptionSpec(key, default, label, section or self.name,
+                                                 tuple(choices) if choices is not None else None, minimum, maximum))
+
+    def register_tab(self, title: str, build: Callable[[], None]) -> None:
+        """A tab on the page: ``build()`` is called inside it and creates Gradio components (import gradio in
+        the extension). If ``build`` raises, the tab shows the error and the extension is disabled."""
+        elem_id = "tab_ext_" + "".join(c if c.isalnum() else "_" for c in f"{self.name}_{title}").lower()
+        self._pending.tabs.append(ExtensionTab(title, build, self.name, elem_id))
+
+    def register_route(self, path: str, endpoint: Callable, *, methods: tuple = ("GET",)) -> None:
+        """An HTTP route at ``/ext/<extension name>/<path>`` (FastAPI endpoint function; the API's
+        ``--api-auth`` applies to it)."""
+        self._pending.routes.append(ExtensionRoute("/" + path.lstrip("/"), endpoint, tuple(methods), self.name))
+
+    def register_xyz_axis(self, label: str, *, field: str | None = None, setting: str | None = None,
+                          script: str | None = None, arg: str | None = None, kind: str = "text",
+                          choices: tuple | None = None, labelled: bool = True, aliases: tuple = ()) -> None:
+        """An X/Y/Z plot axis that sets, per cell, one of: a GenerationRequest ``field``, a ``setting`` (as
+        override_settings), or an always-on ``script``'s argument ``arg``. ``kind`` "int"/"float" accepts
+        ranges like ``1-5`` and ``10-30 (+5)``."""
+        if sum(x is not None for x in (field, setting, script)) != 1 or (script is None) != (arg is None):
+            raise ValueError("give exactly one of field=, setting= or script= with arg=")
+        if kind not in ("int", "float", "text"):
+            raise ValueError("kind is 'int', 'float' or 'text'")
+        self._pending.xyz_axes.append(XYZAxis(label, kind, tuple(choices) if choices is not None else None,
+                                              field, setting, script, arg, labelled, tuple(aliases)))
 
     def register_sampler(self, name: str, scheduler_class: type, kwargs: dict | None = None, *,
                          aliases: tuple[str, ...] = (), default_schedule: str | None = None,

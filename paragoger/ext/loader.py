@@ -11,6 +11,8 @@ Each folder in an extensions folder (``<data dir>/extensions`` and every ``--ext
     localizations/*.json  collected (language name -> files)
 
 Which extensions are switched off lives in ``<data dir>/extensions.json``; changes apply at the next start.
+Installing from a git URL and updating live in ``ext/install.py``; an extension installed while the app runs is
+listed at once (status "restart needed") and loads at the next start.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from paragoger.errors import UserError
-from paragoger.ext import api
+from paragoger.ext import api, git
 from paragoger.ext.callbacks import CallbackRegistry
 from paragoger.ext.scripts import BUILTIN, GenerationRun, ScriptRegistry, resolve_script_request
 
@@ -39,6 +41,7 @@ INSTALL_TIMEOUT_S = 900
 
 LOADED, DISABLED, FAILED, INCOMPATIBLE, INSTALL_FAILED = "loaded", "disabled", "failed", "incompatible", \
     "install failed"
+RESTART_NEEDED = "restart needed"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Extension:
     status: str = "pending"
     error: str = ""                 # the reason or traceback when not loaded / disabled while running
     install_output: str = ""
+    note: str = ""                  # what changed while running (installed, updated): applies at the next start
     scripts: list[str] = field(default_factory=list)
     samplers: list[str] = field(default_factory=list)
     javascript: list[Path] = field(default_factory=list)
@@ -71,11 +75,14 @@ class Extension:
         return self.status == LOADED
 
     def as_api(self) -> dict[str, Any]:
-        """One item of GET /sdapi/v1/extensions (A1111's fields plus status and error)."""
-        return {"name": self.name, "remote": None, "branch": None, "commit_hash": None, "version": self.version,
-                "commit_date": None, "enabled": self.enabled, "status": self.status, "error": self.error,
-                "api_version": self.api_version, "path": str(self.path), "scripts": list(self.scripts),
-                "samplers": list(self.samplers)}
+        """One item of GET /sdapi/v1/extensions (A1111's fields plus status and error); remote, branch, commit
+        when the folder is a git checkout."""
+        checkout = git.info(self.path)
+        return {"name": self.name, "remote": checkout and checkout.remote, "branch": checkout and checkout.branch,
+                "commit_hash": checkout and checkout.commit, "version": self.version,
+                "commit_date": checkout and checkout.commit_date, "enabled": self.enabled, "status": self.status,
+                "error": self.error, "note": self.note, "api_version": self.api_version, "path": str(self.path),
+                "scripts": list(self.scripts), "samplers": list(self.samplers)}
 
 
 @dataclass
@@ -86,6 +93,11 @@ class _Pending:
     schedules: list = field(default_factory=list)
     scripts: list = field(default_factory=list)
     callbacks: list = field(default_factory=list)
+    upscalers: list = field(default_factory=list)
+    settings: list = field(default_factory=list)
+    tabs: list = field(default_factory=list)
+    routes: list = field(default_factory=list)
+    xyz_axes: list = field(default_factory=list)
 
 
 def _safe_name(name: str) -> str:
@@ -104,10 +116,17 @@ class ExtensionManager:
     """Owned by the AppContext: the extensions, their callbacks and the scripts (built-in and theirs)."""
 
     def __init__(self, dirs, *, state_file: Path, samplers, args: list[str] = (), library=None,
-                 builtin_scripts: bool = True):
+                 builtin_scripts: bool = True, switched_off: str = "", upscalers=None, settings=None,
+                 services=None):
         self.dirs = tuple(Path(d) for d in dirs)
+        self.switched_off = switched_off  # why no extension loads this run (--disable-all-extensions), or ""
         self.state_file = Path(state_file)
         self.samplers = samplers
+        self.upscalers = upscalers     # UpscalerRegistry extensions add to (None: registering one fails)
+        self.settings = settings       # Settings extensions add options to
+        self.services = services       # AppServices handed to extensions as ``ext.app``
+        self.tabs: list[api.ExtensionTab] = []
+        self.routes: list[api.ExtensionRoute] = []
         self.library = library
         self.args = list(args)
         self.engine = None
@@ -166,8 +185,8 @@ class ExtensionManager:
         self.extensions = self.discover()
         used_args: set[str] = set()
         for ext in self.extensions:
-            if not ext.enabled:
-                ext.status = DISABLED
+            if not ext.enabled or self.switched_off:
+                ext.status, ext.error = DISABLED, self.switched_off
                 continue
             try:
                 self._load(ext, used_args)
@@ -188,7 +207,7 @@ class ExtensionManager:
         self._install(ext)
         ext.flags = self._preload(ext, used_args)
         pending = _Pending()
-        handle = api.ExtensionHandle(ext.name, ext.path, ext.flags, pending)
+        handle = api.ExtensionHandle(ext.name, ext.path, ext.flags, pending, app=self.services)
         for path in sorted((ext.path / "scripts").glob("*.py")):
             module = self._import(ext, path)
             setup = getattr(module, "setup", None)
@@ -292,13 +311,64 @@ class ExtensionManager:
         for spec in pending.samplers:
             self.samplers.register_sampler(spec)
             ext.samplers.append(spec.name)
+        self._check_additions(pending)
         for script in pending.scripts:
             self.scripts.register(script, ext.name)
             ext.scripts.append(script.title)
+        self._apply_additions(pending)
         for kind, fn in pending.callbacks:
             self.callbacks.add(kind, fn, owner=ext.name)
 
+    def _xyz_plot(self):
+        entry = self.scripts.find("X/Y/Z plot")
+        return entry.script if entry is not None and entry.owner == BUILTIN else None
+
+    def _check_additions(self, pending: _Pending) -> None:
+        """Upscalers, settings, tabs, routes and X/Y/Z axes: every name free before any is added."""
+        for upscaler in pending.upscalers:
+            if self.upscalers is None or upscaler.name.casefold() in map(str.casefold, self.upscalers.names()):
+                raise _NotLoaded(FAILED, f"upscaler name '{upscaler.name}' is already taken")
+        for spec in pending.settings:
+            if self.settings is None or spec.key in {s.key for s in self.settings.specs()}:
+                raise _NotLoaded(FAILED, f"setting '{spec.key}' is already taken")
+            try:
+                spec.coerce(spec.default)
+            except UserError as err:
+                raise _NotLoaded(FAILED, f"setting '{spec.key}': {err}") from None
+        for route in pending.routes:
+            if any(r.owner == route.owner and r.path == route.path for r in self.routes):
+                raise _NotLoaded(FAILED, f"route '{route.path}' is registered twice")
+        taken = {name.casefold() for axis in (self._xyz_plot().axes if self._xyz_plot() else [])
+                 for name in (axis.label, *axis.aliases)}
+        for axis in pending.xyz_axes:
+            if self._xyz_plot() is None or axis.label.casefold() in taken:
+                raise _NotLoaded(FAILED, f"X/Y/Z axis '{axis.label}' is already taken")
+
+    def _apply_additions(self, pending: _Pending) -> None:
+        for upscaler in pending.upscalers:
+            self.upscalers.register(upscaler)
+        for spec in pending.settings:
+            self.settings.add_spec(spec)
+        self.tabs += pending.tabs
+        self.routes += pending.routes
+        for axis in pending.xyz_axes:
+            self._xyz_plot().add_axis(axis)
+
     # --- while running ------------------------------------------------------------------------------------------
+    def add_installed(self, path: Path) -> Extension:
+        """An extension just put into ``path`` (ext/install.py): switched on, its install.py run as at start,
+        listed with status "restart needed" (or "install failed" with the output; retried at the next start)."""
+        path = Path(path)
+        self.set_enabled({path.name: True})
+        ext = Extension(name=path.name, path=path, status=RESTART_NEEDED)
+        try:
+            ext.manifest = self._manifest(ext)
+            self._install(ext)
+        except _NotLoaded as reason:
+            ext.status, ext.error = reason.status, reason.message
+        self.extensions = [e for e in self.extensions if e.name != ext.name] + [ext]
+        return ext
+
     def get(self, name: str) -> Extension | None:
         return next((ext for ext in self.extensions if ext.name == name), None)
 

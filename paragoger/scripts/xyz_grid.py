@@ -186,23 +186,50 @@ AXES: list[Axis] = [
     Axis("VAE", _parse_choice(lambda p: p.vae_names(), "VAE", strict=False), _set("vae"), labelled=False,
          choices=lambda p: p.vae_names(), expensive=True),
 ]
-AXIS_NAMES = [axis.label for axis in AXES]
 
 
-def find_axis(name: Any) -> Axis:
-    """An axis by dropdown name or alias (case-insensitive), or by its index in ``AXIS_NAMES``."""
+def find_axis(name: Any, axes: list[Axis] = AXES) -> Axis:
+    """An axis by dropdown name or alias (case-insensitive), or by its index in the dropdown."""
     if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
         index = int(name)
-        if 0 <= index < len(AXES):
-            return AXES[index]
+        if 0 <= index < len(axes):
+            return axes[index]
     elif name is None or str(name).strip() == "":
-        return AXES[0]
+        return axes[0]
     else:
         key = str(name).strip().casefold()
-        for axis in AXES:
+        for axis in axes:
             if key in (axis.label.casefold(), *(alias.casefold() for alias in axis.aliases)):
                 return axis
-    raise api.ScriptError(f"X/Y/Z plot has no axis '{name}'. Axes: {', '.join(AXIS_NAMES)}.")
+    names = ", ".join(axis.label for axis in axes)
+    raise api.ScriptError(f"X/Y/Z plot has no axis '{name}'. Axes: {names}.")
+
+
+def axis_from_extension(spec: api.XYZAxis) -> Axis:
+    """An axis an extension registered: values parsed by kind, each put into a request field, a setting for
+    that cell (override_settings) or an always-on script's argument."""
+    if spec.choices is not None:
+        choices = list(spec.choices)
+        parse = _parse_choice(lambda p: choices, spec.label)
+    else:
+        convert = {"int": parse_ints, "float": parse_floats}.get(spec.kind)
+        parse = (lambda p, text: convert(text)) if convert else (lambda p, text: split_list(text))
+
+    def apply(changes: dict, value: Any, base) -> None:
+        if spec.field:
+            changes[spec.field] = value
+        elif spec.setting:
+            changes["override_settings"] = {**(base.override_settings or {}),
+                                            **changes.get("override_settings", {}), spec.setting: value}
+        else:
+            scripts = {**(base.alwayson_scripts or {}), **changes.get("alwayson_scripts", {})}
+            given = scripts.get(spec.script) or {}
+            args = dict(given.get("args", given) if isinstance(given, dict) else {})
+            scripts[spec.script] = {"args": {**args, spec.arg: value}}
+            changes["alwayson_scripts"] = scripts
+
+    return Axis(spec.label, parse, apply, labelled=spec.labelled, aliases=tuple(spec.aliases),
+                choices=(lambda p: list(spec.choices)) if spec.choices is not None else None)
 
 
 @dataclass
@@ -222,8 +249,8 @@ class PlannedAxis:
             self.axis.apply(changes, self.values[index], base)
 
 
-def plan_axis(p, letter: str, type_name: Any, text: Any, dropdown: Any = None) -> PlannedAxis:
-    axis = find_axis(type_name)
+def plan_axis(p, letter: str, type_name: Any, text: Any, dropdown: Any = None, axes: list[Axis] = AXES) -> PlannedAxis:
+    axis = find_axis(type_name, axes)
     if axis.label == "Nothing":
         return PlannedAxis(axis, "", [None])
     if isinstance(dropdown, (list, tuple)) and dropdown and axis.choices is not None:
@@ -291,16 +318,27 @@ def _cell_image(result):
 class XYZPlot(api.Script):
     title = TITLE
 
+    def __init__(self):
+        self.axes = list(AXES)  # this app's axes: the built-in ones, then extensions' (``add_axis``)
+
+    def add_axis(self, spec: api.XYZAxis) -> None:
+        taken = {name.casefold() for axis in self.axes for name in (axis.label, *axis.aliases)}
+        clash = [name for name in (spec.label, *spec.aliases) if name.casefold() in taken]
+        if clash:
+            raise ValueError(f"X/Y/Z axis name '{clash[0]}' is already taken")
+        self.axes.append(axis_from_extension(spec))
+
     def ui(self, is_img2img):
+        axis_names = [axis.label for axis in self.axes]
         # Names and order as A1111's script_args, so positional lists from its API clients line up.
         return {
-            "x_type": api.Dropdown("X type", AXIS_NAMES, "Seed"),
+            "x_type": api.Dropdown("X type", axis_names, "Seed"),
             "x_values": api.Textbox("X values", ""),
             "x_values_dropdown": api.Dropdown("X values (choices)", [], multiselect=True),
-            "y_type": api.Dropdown("Y type", AXIS_NAMES, "Nothing"),
+            "y_type": api.Dropdown("Y type", axis_names, "Nothing"),
             "y_values": api.Textbox("Y values", ""),
             "y_values_dropdown": api.Dropdown("Y values (choices)", [], multiselect=True),
-            "z_type": api.Dropdown("Z type", AXIS_NAMES, "Nothing"),
+            "z_type": api.Dropdown("Z type", axis_names, "Nothing"),
             "z_values": api.Textbox("Z values", ""),
             "z_values_dropdown": api.Dropdown("Z values (choices)", [], multiselect=True),
             "draw_legend": api.Checkbox("Draw legend", True),
@@ -316,7 +354,7 @@ class XYZPlot(api.Script):
     def plan(self, p, args) -> tuple[list[PlannedAxis], list[tuple[int, int, int, dict]]]:
         """The axes and every cell's request changes, each checked; raises ScriptError before any generation."""
         axes = [plan_axis(p, letter, args.get(f"{letter.lower()}_type"), args.get(f"{letter.lower()}_values"),
-                          args.get(f"{letter.lower()}_values_dropdown")) for letter in "XYZ"]
+                          args.get(f"{letter.lower()}_values_dropdown"), self.axes) for letter in "XYZ"]
         xs, ys, zs = axes
         count = len(xs.values) * len(ys.values) * len(zs.values)
         if count > MAX_CELLS:

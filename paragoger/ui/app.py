@@ -7,11 +7,11 @@ import gradio as gr
 
 from paragoger import messages
 from paragoger.errors import UserError
-from paragoger.settings import OPTION_SPECS
 from paragoger.ui import widgets
 from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
 from paragoger.ui.tabs import img2img, txt2img
+from paragoger.ui.tabs import image_to_text
 
 TITLE = "Paragoger SD"
 
@@ -80,7 +80,7 @@ def build_top_bar(context) -> None:
 def build_settings_tab(context) -> None:
     widgets_by_key = {}
     sections: dict[str, list] = {}
-    for spec in OPTION_SPECS:
+    for spec in context.settings.specs():
         if spec.key in ("sd_model_checkpoint", "sd_vae"):
             continue  # chosen in the top bar
         sections.setdefault(spec.section, []).append(spec)
@@ -113,6 +113,17 @@ def build_settings_tab(context) -> None:
     apply.click(save, inputs=list(widgets_by_key.values()), outputs=result, api_visibility="private")
 
 
+def build_extension_tab(context, tab) -> None:
+    """An extension's own tab: its ``build()`` makes the components; if it raises, the tab says so and the
+    extension is reported as failed (the rest of the page is built as usual)."""
+    try:
+        with gr.Column():
+            tab.build()
+    except Exception as err:
+        context.extensions.report_error(tab.owner, err)
+        gr.HTML(widgets.error_html(messages.render("extension_tab_failed", name=tab.owner, reason=err)))
+
+
 def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Blocks:
     token = use_table(translations or {})
     try:
@@ -123,6 +134,11 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
                     img2img_panel = img2img.build(context, context.settings, checkpoint)
+                with gr.Tab(label("Image to text"), id="image_to_text", elem_id="tab_image_to_text"):
+                    image_to_text.build(context, txt2img_panel, img2img_panel, tabs)
+                for tab in context.extensions.tabs:
+                    with gr.Tab(label(tab.title), elem_id=tab.elem_id):
+                        build_extension_tab(context, tab)
                 with gr.Tab(label("Extensions"), id="extensions", elem_id="tab_extensions"):
                     build_extensions_tab(context)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):

@@ -70,7 +70,8 @@ class AppContext:
         self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
-                             embeddings=self.embeddings, depth_estimators=self.depth_estimators)
+                             embeddings=self.embeddings, depth_estimators=self.depth_estimators,
+                             upscalers=self.upscalers)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
@@ -182,6 +183,26 @@ class AppContext:
             encoder = PromptEncoder(current, embeddings=self.embeddings.for_components(current))
             counts = [encoder.token_count(text) for text in texts]
         return max(counts)
+
+    # Localization --------------------------------------------------------------------------------------------
+    def languages(self) -> list[str]:
+        """"None" (English) and every language a localization file exists for."""
+        from paragoger.localization import NO_LOCALIZATION, localization_files
+
+        return [NO_LOCALIZATION, *sorted(localization_files(self.paths.data_dir, self.extensions.localizations()))]
+
+    def translations(self) -> dict[str, str]:
+        """The chosen language's table (English text or message id -> translation); empty for English."""
+        from paragoger.localization import load_table, localization_files
+
+        files = localization_files(self.paths.data_dir, self.extensions.localizations())
+        return load_table(files.get(self.settings["localization"], []))
+
+    def describe(self, err: BaseException, catalogue: dict[str, str] | None = None) -> str:
+        """An error as the page shows it: a UserError in the chosen language, anything else as it is."""
+        if isinstance(err, UserError):
+            return err.render(self.translations() if catalogue is None else catalogue)
+        return str(err)
 
     # Settings as the API shows them ----------------------------------------------------------------------------
     def options_snapshot(self) -> dict[str, Any]:

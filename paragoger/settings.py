@@ -68,6 +68,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("grid_save", True, "Always save all generated image grids", "saving"),
     OptionSpec("grid_format", "png", "File format for grids", "saving", choices=("png", "jpg", "jpeg", "webp")),
     OptionSpec("jpeg_quality", 80, "Quality for saved jpeg and webp images", "saving", minimum=1, maximum=100),
+    OptionSpec("save_images_before_highres_fix", False, "Save a copy of image before applying highres fix", "saving"),
     OptionSpec("outdir_samples", "", "Output folder for images (empty: per-mode folders)", "saving"),
     OptionSpec("outdir_txt2img_samples", "txt2img-images", "Output folder for txt2img images", "saving"),
     OptionSpec("outdir_txt2img_grids", "txt2img-grids", "Output folder for txt2img grids", "saving"),
@@ -80,6 +81,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("show_progress_type", "Approx cheap", "Live preview method", "previews",
                choices=("Approx cheap", "Full")),
     # Defaults in the txt2img tab
+    OptionSpec("localization", "None", "Localization (applies when the page is reloaded after a restart)", "ui"),
     OptionSpec("default_sampler", "DPM++ 2M", "Default sampler", "ui"),
     OptionSpec("default_scheduler", "Automatic", "Default schedule type", "ui"),
     OptionSpec("default_steps", 20, "Default steps", "ui", minimum=1, maximum=150),

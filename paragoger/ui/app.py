@@ -56,7 +56,8 @@ def build_top_bar(context) -> None:
             components = context.select_checkpoint(title, vae_name)
         except UserError as err:
             current = context.cache.current
-            return gr.update(value=current.info.title if current else None), widgets.error_html(str(err))
+            return (gr.update(value=current.info.title if current else None),
+                    widgets.error_html(context.describe(err)))
         return gr.update(value=components.info.title), ""
 
     def refresh_lists():
@@ -94,6 +95,8 @@ def build_settings_tab(context) -> None:
                     common = {"label": label(spec.label), "value": value, "elem_id": f"setting_{spec.key}"}
                     if isinstance(spec.default, bool):
                         widget = gr.Checkbox(**common)
+                    elif spec.key == "localization":
+                        widget = gr.Dropdown(context.languages(), **common)
                     elif spec.choices:
                         widget = gr.Dropdown(list(spec.choices), **common)
                     elif isinstance(spec.default, (int, float)):
@@ -107,7 +110,7 @@ def build_settings_tab(context) -> None:
         try:
             context.apply_options(dict(zip(keys, values)))
         except UserError as err:
-            return widgets.error_html(str(err))
+            return widgets.error_html(context.describe(err))
         return label("Settings saved.")
 
     apply.click(save, inputs=list(widgets_by_key.values()), outputs=result, api_visibility="private")
@@ -125,7 +128,7 @@ def build_extension_tab(context, tab) -> None:
 
 
 def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Blocks:
-    token = use_table(translations or {})
+    token = use_table(context.translations() if translations is None else translations)
     try:
         with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
             checkpoint = build_top_bar(context)

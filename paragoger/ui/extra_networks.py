@@ -108,7 +108,7 @@ def build(context, tab: str, prompt: gr.Textbox, checkpoint_dropdown: gr.Dropdow
                 try:
                     components = context.select_checkpoint(cards[evt.index].name)
                 except UserError as err:
-                    return gr.update(), widgets.error_html(str(err))
+                    return gr.update(), widgets.error_html(context.describe(err))
                 return gr.update(value=components.info.title), ""
 
             targets = [checkpoint_dropdown or gr.State(), status]

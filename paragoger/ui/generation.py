@@ -189,10 +189,10 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
                 yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,
                        gr.update(), job.id, gr.update(), "")
         except UserError as err:
-            yield gr.update(), "", gr.update(), None, gr.update(), widgets.error_html(str(err))
+            yield gr.update(), "", gr.update(), None, gr.update(), widgets.error_html(context.describe(err))
             return
         if job.state == FAILED:
-            yield gr.update(value=[]), "", gr.update(), None, gr.update(), widgets.error_html(str(job.error))
+            yield gr.update(value=[]), "", gr.update(), None, gr.update(), widgets.error_html(context.describe(job.error))
             return
         result = job.result
         text = result.images[0].infotext if result.images else ""
@@ -252,7 +252,7 @@ def wire_paste(context, panel: GenerationPanel) -> None:
                 components = context.select_checkpoint(pasted.checkpoint_query)
                 checkpoint = gr.update(value=components.info.title)
             except UserError as err:
-                message = widgets.error_html(str(err))
+                message = widgets.error_html(context.describe(err))
         return [*values, message] + ([checkpoint] if panel.checkpoint_dropdown else [])
 
     panel.paste.click(paste, inputs=panel.prompt, outputs=outputs, api_visibility="private")

@@ -12,6 +12,7 @@ from paragoger.imaging.outpaint import OUTPAINT_FILLS
 from paragoger.imaging.resize import RESIZE_MODES, default_size_for
 from paragoger.ui import generation
 from paragoger.ui.labels import label
+from paragoger.ui.tabs import image_to_text
 
 SOURCES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#e03131", "#2f9e44", "#1971c2", "#f08c00", "#9c36b5"]
@@ -79,6 +80,8 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                                           elem_id="img2img_batch_run")
             for tab_widget, name in zip((t_img2img, t_sketch, t_inpaint, t_inpaint_sketch, t_upload), SOURCES):
                 tab_widget.select(lambda n=name: n, outputs=source, api_visibility="private")
+            image_to_text.interrogate_buttons(context, top["prompt"], [source, image, sketch, inpaint, inpaint_sketch,
+                                                                      upload_image, upload_mask], pictures_from)
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                    label=label("Resize mode"), elem_id="resize_mode")
             with gr.Accordion(label("Inpaint options"), open=True, elem_id="img2img_inpaint_controls"):
@@ -216,13 +219,13 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
                                  Path(source_masks) if source_masks else None)
             job = context.queue.submit(batch, kind=IMG2IMG_BATCH)
         except UserError as err:
-            yield "", widgets.error_html(str(err)), gr.update()
+            yield "", widgets.error_html(context.describe(err)), gr.update()
             return
         while not job.wait(generation.POLL_SECONDS):
             yield widgets.progress_html(context.job_status(job, include_image=False),
                                         position=context.queue.position(job)), "", gr.update()
         if job.state == FAILED:
-            yield "", widgets.error_html(str(job.error)), gr.update()
+            yield "", widgets.error_html(context.describe(job.error)), gr.update()
             return
         report = job.result
         lines = [messages.render("batch_done", written=len(report.written), folder=batch.output_dir,

@@ -35,11 +35,22 @@ class Txt2ImgBody(BaseModel):
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
     script_name: str | None = None
-    script_args: list[Any] = Field(default_factory=list)
+    script_args: list[Any] | dict[str, Any] = Field(default_factory=list)  # by position (A1111) or by name
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     enable_hr: bool = False
+    # Hires. fix (A1111's names; hr_cfg is Forge's): 0 / None / "" mean "from the scale" / "as the first pass"
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    hr_cfg: float | None = None
 
 
 class ImagesResponse(BaseModel):
@@ -90,3 +101,58 @@ class PngInfoBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     image: str = ""
+
+
+class InterrogateBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    image: str = ""         # base64 or data URL
+    model: str = "clip"     # a captioner name: "clip", "deepdanbooru", or one an extension registered
+
+
+class InterrogateResponse(BaseModel):
+    caption: str
+
+
+class ExtrasBody(BaseModel):
+    """A1111's postprocessing fields (extra-single-image and extra-batch-images share them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resize_mode: int = 0                   # 0 scale by upscaling_resize, 1 scale to upscaling_resize_w x _h
+    show_extras_results: bool = True
+    gfpgan_visibility: float = 0.0         # face restoration is not available: must be 0
+    codeformer_visibility: float = 0.0
+    codeformer_weight: float = 0.0
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = 0.0
+    upscale_first: bool = False
+    save_images: bool = False              # beyond A1111 (whose API never saves): also save to extras-images
+
+
+class ExtrasSingleImageBody(ExtrasBody):
+    image: str = ""                        # base64 or data URL
+
+
+class ExtrasFile(BaseModel):
+    data: str                              # base64 or data URL
+    name: str = ""
+
+
+class ExtrasBatchImagesBody(ExtrasBody):
+    imageList: list[ExtrasFile] = Field(default_factory=list)  # noqa: N815 - A1111's field name
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str
+    image: str
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]

@@ -214,6 +214,8 @@ class AppContext:
 
     def apply_options(self, changes: dict[str, Any]) -> None:
         changes = dict(changes)
+        # Only folders being changed: one already in config.json (set there by hand) may point anywhere.
+        self.paths.check_output_settings({k: v for k, v in changes.items() if self.settings.get(k) != v})
         checkpoint = changes.pop("sd_model_checkpoint", None)
         vae = changes.pop("sd_vae", None)
         self.settings.update(self.settings.validated(changes))

@@ -19,6 +19,10 @@ class Paths:
     lora_dirs: tuple[Path, ...]
     embeddings_dirs: tuple[Path, ...]
     esrgan_dir: Path
+    realesrgan_dir: Path
+    swinir_dir: Path
+    dat_dir: Path
+    hat_dir: Path
     extensions_dirs: tuple[Path, ...]
     outputs_dir: Path
     config_file: Path
@@ -30,10 +34,13 @@ class Paths:
     def build(cls, *, data_dir: Path | None = None, models_dir: Path | None = None,
               ckpt_dirs: list[Path] = (), vae_dirs: list[Path] = (), lora_dirs: list[Path] = (),
               embeddings_dirs: list[Path] = (), extensions_dirs: list[Path] = (),
-              outputs_dir: Path | None = None) -> "Paths":
-        """A1111's layout under ``data_dir``; each ``--*-dir`` flag adds a folder searched before the default."""
+              outputs_dir: Path | None = None, upscaler_dirs: dict[str, Path | None] | None = None) -> "Paths":
+        """A1111's layout under ``data_dir``; each ``--*-dir`` flag adds a folder searched before the default.
+        ``upscaler_dirs`` (``{"ESRGAN": path, ...}``, from ``--esrgan-models-path`` and friends) replaces an
+        upscaler folder, as A1111's flags do."""
         data = Path(data_dir or PROJECT_ROOT).resolve()
         models = Path(models_dir or data / "models").resolve()
+        chosen = {kind: Path(path).resolve() for kind, path in (upscaler_dirs or {}).items() if path}
 
         def folders(extra, default):
             return tuple(dict.fromkeys([*(Path(p).resolve() for p in extra), default]))
@@ -45,7 +52,11 @@ class Paths:
             vae_dirs=folders(vae_dirs, models / "VAE"),
             lora_dirs=folders(lora_dirs, models / "Lora"),
             embeddings_dirs=folders(embeddings_dirs, data / "embeddings"),
-            esrgan_dir=models / "ESRGAN",
+            esrgan_dir=chosen.get("ESRGAN", models / "ESRGAN"),
+            realesrgan_dir=chosen.get("RealESRGAN", models / "RealESRGAN"),
+            swinir_dir=chosen.get("SwinIR", models / "SwinIR"),
+            dat_dir=chosen.get("DAT", models / "DAT"),
+            hat_dir=chosen.get("HAT", models / "HAT"),
             extensions_dirs=folders(extensions_dirs, data / "extensions"),
             outputs_dir=Path(outputs_dir or data / "outputs").resolve(),
             config_file=data / "config.json",
@@ -57,6 +68,11 @@ class Paths:
         """Where a new user is told to put a checkpoint (the last entry: the data dir's own folder)."""
         return self.checkpoint_dirs[-1]
 
+    def upscaler_dirs(self) -> dict[str, Path]:
+        """Model upscaler folders by A1111's folder name (the name is also the upscaler family)."""
+        return {"ESRGAN": self.esrgan_dir, "RealESRGAN": self.realesrgan_dir, "SwinIR": self.swinir_dir,
+                "DAT": self.dat_dir, "HAT": self.hat_dir}
+
     def output_dir_for(self, kind: str) -> Path:
         """``txt2img-images``, ``txt2img-grids``, ``img2img-images``, ``extras-images`` ... under outputs."""
         return self.outputs_dir / kind
@@ -65,3 +81,17 @@ class Paths:
         for folder in (*self.checkpoint_dirs[-1:], *self.vae_dirs[-1:], *self.lora_dirs[-1:],
                        *self.embeddings_dirs[-1:], self.outputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def check_output_settings(self, changes: dict | None) -> None:
+        """Output folder settings (``outdir_*``) given from the page or a request must stay inside the outputs
+        folder: ``../``, absolute paths elsewhere and symlinks leading out raise UserError. (Folders written into
+        config.json by hand, or ``--outputs-dir``, are the owner's choice and not checked.)"""
+        from paragoger.errors import UserError
+
+        root = self.outputs_dir.resolve()
+        for key, value in (changes or {}).items():
+            if not str(key).startswith("outdir_") or value in (None, ""):
+                continue
+            target = (root / str(value)).resolve()
+            if target != root and root not in target.parents:
+                raise UserError("path_outside_folder", key=key, value=value, folder=str(root))

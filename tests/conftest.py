@@ -212,3 +212,22 @@ def set_slider(page, elem_id: str, value: int) -> None:
 # ================================================================================================================
 # end of core and app block
 # ================================================================================================================
+
+# ================================================================================================================
+# caption: tiny captioning models (paragoger/caption/fixtures.py), written once per session in A1111's layout
+# ================================================================================================================
+
+
+@pytest.fixture(scope="session")
+def caption_models(tmp_path_factory):
+    """A models folder with BLIP/tiny-blip, CLIP/tiny-clip and deepbooru/tiny-wd-tagger (read-only: copy it, e.g.
+    ``shutil.copytree(caption_models, data_dir / "models", dirs_exist_ok=True)``)."""
+    from paragoger.caption import fixtures
+
+    models = tmp_path_factory.mktemp("caption-models") / "models"
+    fixtures.write_caption_models(models)
+    return models
+
+# ================================================================================================================
+# end of caption block
+# ================================================================================================================

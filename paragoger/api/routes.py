@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import time
 from typing import Any, Callable
@@ -9,12 +10,17 @@ from typing import Any, Callable
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
+from paragoger import messages
 from paragoger.api import schemas
+from paragoger.core import hires
+from paragoger.core.extras import ExtrasRequest
 from paragoger.core.jobs import CALL, CANCELLED, DONE, FAILED, Job
 from paragoger.core.outpaint import OutpaintOptions, outpaint_request
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
+from paragoger.ext.install import check_access
 from paragoger.ext.scripts import resolve_script_request
 from paragoger.imaging.infotext import parse_infotext
 from paragoger.imaging.metadata import read_metadata
@@ -36,6 +42,12 @@ def txt2img_request(body: schemas.Txt2ImgBody) -> GenerationRequest:
         save_images=body.save_images and not body.do_not_save_samples, send_images=body.send_images,
         do_not_save_grid=body.do_not_save_grid, script_name=body.script_name or None,
         script_args=body.script_args, alwayson_scripts=dict(body.alwayson_scripts or {}),
+        denoising_strength=(hires.DEFAULT_DENOISING_STRENGTH if body.denoising_strength is None
+                            else body.denoising_strength),
+        enable_hr=body.enable_hr, hr_scale=body.hr_scale, hr_upscaler=body.hr_upscaler or hires.DEFAULT_UPSCALER,
+        hr_second_pass_steps=body.hr_second_pass_steps, hr_resize_x=body.hr_resize_x, hr_resize_y=body.hr_resize_y,
+        hr_sampler_name=body.hr_sampler_name or None, hr_scheduler=body.hr_scheduler or None,
+        hr_prompt=body.hr_prompt, hr_negative_prompt=body.hr_negative_prompt, hr_cfg=body.hr_cfg,
     )
 
 
@@ -82,7 +94,8 @@ def result_info(result: GenerationResult, components_info: dict[str, Any], index
         **components_info,
         "seed_resize_from_w": request.seed_resize_from_w or -1,
         "seed_resize_from_h": request.seed_resize_from_h or -1,
-        "denoising_strength": request.denoising_strength if request.mode == "img2img" else None,
+        "denoising_strength": (request.denoising_strength if request.mode == "img2img" or hires.wanted(request)
+                               else None),
         "extra_generation_params": dict(request.extra_params),
         "index_of_first_image": index_of_first_image,
         "infotexts": result.infotexts, "styles": list(request.styles),
@@ -118,15 +131,8 @@ def run_job(context, request: GenerationRequest):
 
 
 def check_request_paths(context, changes: dict[str, Any] | None) -> None:
-    """Settings that name folders (``outdir_*``), when they come in a request, must stay inside the outputs
-    folder: ``../``, absolute paths elsewhere and symlinks leading out are refused with 400."""
-    root = context.paths.outputs_dir.resolve()
-    for key, value in (changes or {}).items():
-        if not key.startswith("outdir_") or value in (None, ""):
-            continue
-        target = (root / str(value)).resolve()
-        if target != root and root not in target.parents:
-            raise UserError("path_outside_folder", key=key, value=value, folder=str(root))
+    """Refuse output folders outside the outputs folder with 400 before anything is queued."""
+    context.paths.check_output_settings(changes)
 
 
 def wants_async(body) -> bool:
@@ -140,10 +146,25 @@ IGNORED_INFO_KEYS = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi",
                      "photoshop", "parameters", "gamma", "aspect", "transparency", "srgb"}
 
 # A1111's latent upscale modes (hires fix "Latent ..." upscalers), in its order.
-LATENT_UPSCALE_MODES = ["Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
-                        "Latent (nearest)", "Latent (nearest-exact)"]
-# The upscalers that need no model file, as A1111 lists them first.
-BUILTIN_UPSCALERS = ["None", "Lanczos", "Nearest"]
+LATENT_UPSCALE_MODES = list(hires.LATENT_UPSCALE_MODES)
+
+
+def extras_request(body: schemas.ExtrasBody, images: list, names: list[str]) -> ExtrasRequest:
+    """A1111's extras body -> the core's ExtrasRequest (A1111's API never saves; ``save_images`` asks to)."""
+    return ExtrasRequest(
+        images=images, names=names, resize_mode=body.resize_mode, upscaling_resize=body.upscaling_resize,
+        upscaling_resize_w=body.upscaling_resize_w, upscaling_resize_h=body.upscaling_resize_h,
+        upscaling_crop=body.upscaling_crop, upscaler_1=body.upscaler_1 or "None",
+        upscaler_2=body.upscaler_2 or "None", extras_upscaler_2_visibility=body.extras_upscaler_2_visibility,
+        show_extras_results=body.show_extras_results, save=body.save_images,
+        gfpgan_visibility=body.gfpgan_visibility, codeformer_visibility=body.codeformer_visibility,
+        codeformer_weight=body.codeformer_weight, upscale_first=body.upscale_first)
+
+
+def extras_html_info(result) -> str:
+    """A1111's html_info: the postprocess fields as one HTML paragraph."""
+    text = result.postprocess_texts[0] if result.postprocess_texts else ""
+    return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
 
 
 def png_info(image_b64: str) -> dict[str, Any]:
@@ -175,6 +196,7 @@ def build_router(context) -> APIRouter:
         if unknown_styles:
             raise UserError("unknown_style", name=", ".join(unknown_styles))
         context.samplers.resolve(request.sampler_name, request.scheduler)
+        hires.check(request, context.samplers, context.upscalers)
         resolve_script_request(context.scripts, request)  # unknown script or argument: 400 now
         return request
 
@@ -369,10 +391,43 @@ def build_router(context) -> APIRouter:
     def png_info_route(body: schemas.PngInfoBody):
         return png_info(body.image)
 
+    @router.post("/interrogate", response_model=schemas.InterrogateResponse)
+    async def interrogate(body: schemas.InterrogateBody):
+        """A picture -> text by captioner name; queued like a generation. Unknown captioner 404, bad picture or a
+        missing model folder 400 with the reason."""
+        context.captioners.get(body.model)
+        image = decode_image_base64(body.image, field="image")
+        return {"caption": await run_in_threadpool(context.interrogate, image, body.model)}
+
     @router.get("/upscalers")
     def upscalers():
-        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
-                for name in BUILTIN_UPSCALERS]
+        return [{"name": u.name, "model_name": u.model_name, "model_path": str(u.model_path) if u.model_path else None,
+                 "model_url": None, "scale": u.scale} for u in context.upscalers.all()]
+
+    @router.post("/refresh-upscalers")
+    def refresh_upscalers():
+        """Beyond A1111: look again for model files in models/ESRGAN, RealESRGAN, SwinIR, DAT and HAT."""
+        context.upscaler_models.refresh()
+        return {}
+
+    @router.post("/extra-single-image", response_model=schemas.ExtrasSingleImageResponse)
+    def extra_single_image(body: schemas.ExtrasSingleImageBody):
+        """Upscale one picture (A1111's Extras tab), queued like a generation; the picture comes back as plain
+        base64 PNG carrying its infotext plus the postprocess fields."""
+        image = decode_image_base64(body.image, field="image")
+        result = context.run_extras(extras_request(body, [image], [""]))
+        return {"html_info": extras_html_info(result),
+                "image": encode_png_base64(result.images[0], result.infotexts[0] or None)}
+
+    @router.post("/extra-batch-images", response_model=schemas.ExtrasBatchImagesResponse)
+    def extra_batch_images(body: schemas.ExtrasBatchImagesBody):
+        """Upscale several pictures (``imageList``: ``{"data": base64, "name": ...}``) with the same settings."""
+        images = [decode_image_base64(item.data, field=f"imageList[{i}]") for i, item in enumerate(body.imageList)]
+        request = extras_request(body, images, [item.name for item in body.imageList])
+        result = context.run_extras(request)
+        return {"html_info": extras_html_info(result),
+                "images": [encode_png_base64(image, text or None)
+                           for image, text in zip(result.images, result.infotexts)]}
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes():
@@ -408,6 +463,26 @@ def build_router(context) -> APIRouter:
         if job.state == FAILED:
             raise job.error
         return {}
+
+    # Restart / stop / kill (paragoger/lifecycle.py), refused like installing extensions (ext/install.py). The
+    # server is told only after this response has been sent.
+    def server_command(message_id: str, then: Callable[[], None]) -> JSONResponse:
+        check_access(context.options)
+        if not context.control.can_restart:
+            raise UserError("restart_unavailable")
+        return JSONResponse({"detail": messages.render(message_id)}, background=BackgroundTask(then))
+
+    @router.post("/server-restart")
+    def server_restart():
+        return server_command("server_restarting", lambda: context.control.request("restart"))
+
+    @router.post("/server-stop")
+    def server_stop():
+        return server_command("server_stopping", lambda: context.control.request("stop"))
+
+    @router.post("/server-kill")
+    def server_kill():
+        return server_command("server_stopping", context.control.kill)
 
     return router
 

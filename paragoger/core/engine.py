@@ -4,6 +4,7 @@
     2. prompts                 styles -> conditioning per distinct text (encoded once per generation)
     3. seeds and latents       txt2img: seeded noise * the scheduler's initial sigma
     4. denoising loop          core.denoise, with progress, preview, interrupt and skip hooks
+                               (txt2img's Hires. fix: a second, img2img pass at the hires size, core.hires)
     5. decode                  the VAE (retried in fp32 when half precision gives NaN)
     6. save                    infotext + atomic write; a grid when there are several images
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from paragoger.core import img2img
+from paragoger.core import hires, img2img
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.depth import depth_conditioning
@@ -34,6 +35,7 @@ from paragoger.errors import UserError
 from paragoger.model_manager.components import Components
 from paragoger.model_manager.embeddings import ti_hashes_field
 from paragoger.model_manager.lora import lora_hashes_field
+from paragoger.upscale import UpscalerRegistry
 
 
 class GenerationHooks:
@@ -81,8 +83,9 @@ class _Batch:
 
 class Engine:
     def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None,
-                 depth_estimators=None):
+                 depth_estimators=None, upscalers=None):
         self.library = library
+        self.upscalers = upscalers if upscalers is not None else UpscalerRegistry()  # the hires fix's pictures
         self.depth_estimators = depth_estimators  # for depth checkpoints (model_manager.depth.DepthEstimators)
         self.loras = loras
         self.embeddings = embeddings
@@ -114,6 +117,7 @@ class Engine:
 
     def _generate(self, request: GenerationRequest, job: Job, run: GenerationHooks) -> GenerationResult:
         request.validate()
+        self.paths.check_output_settings(request.override_settings)  # a request never writes outside outputs/
         settings = self.settings.with_overrides(request.override_settings)
         sampler, schedule = self.samplers.resolve(request.sampler_name, request.scheduler)
         job.progress.textinfo = "loading"
@@ -142,18 +146,22 @@ class Engine:
                     if request.mode == "img2img" else None)
         first_seed = seeding.resolve_seed(request.seed)
         first_subseed = seeding.resolve_seed(request.subseed)
+        hires_fix = (hires.HiresFix(self, request, settings, sampler=sampler, schedule=schedule)
+                     if hires.wanted(request) else None)
         images: list[GeneratedImage] = []
         for batch in self._batches(request, first_seed, first_subseed):
             if job.interrupted:
                 break
-            job.set_steps(batch.index, request.n_iter, request.steps)
+            job.set_steps(batch.index, request.n_iter, hires_fix.total_steps if hires_fix else request.steps)
             run.process_batch(batch.index, batch.seeds)
             if pictures is not None and request.denoising_strength == 0:
                 decoded = [pictures.for_image(i)[0] for i in range(len(batch.seeds))]  # nothing to denoise
             else:
                 latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings,
-                                       job, pictures, run=run)
-                decoded = self._decode(components, latents)
+                                       job, pictures, run=run,
+                                       progress=hires_fix.first_pass_progress if hires_fix else None)
+                decoded = (hires_fix.run(components=components, encoder=encoder, batch=batch, latents=latents,
+                                         job=job, run=run) if hires_fix else self._decode(components, latents))
             if pictures is not None:
                 decoded = [pictures.finish(i, image) for i, image in enumerate(decoded)]
             for index, (image, seed, subseed) in enumerate(zip(decoded, batch.seeds, batch.subseeds)):
@@ -162,10 +170,13 @@ class Engine:
                 params = generation_parameters(
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
                     schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"],
-                    extra={**self._network_parameters(encoder, applied_loras, settings), **script_fields})
+                    extra={**(hires_fix.parameters(prompts) if hires_fix else {}),
+                           **self._network_parameters(encoder, applied_loras, settings), **script_fields})
                 text = infotexts.format_infotext(prompt, negative, params)
                 item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
                                       negative_prompt=negative, infotext=text)
+                if hires_fix:
+                    hires_fix.save_first_pass(index, item)
                 self._save_image(request, item, settings, run)
                 images.append(item)
         return images
@@ -239,7 +250,11 @@ class Engine:
 
     # 4. Denoising ----------------------------------------------------------------------------------------------
     def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
-                pictures: PreparedPictures | None = None, run: GenerationHooks | None = None) -> torch.Tensor:
+                pictures: PreparedPictures | None = None, run: GenerationHooks | None = None,
+                start_from=None, progress: tuple[int, int] | None = None) -> torch.Tensor:
+        """``start_from(scheduler) -> img2img.StartLatents`` starts from given latents (the hires fix's second pass);
+        ``progress`` (steps done before, steps in all) counts this pass as a part of a longer job."""
+        offset, total = progress or (0, None)
         device, dtype = self.cache.device.device, self.cache.device.dtype
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
                                                    noise_seeds=batch.seeds)
@@ -251,19 +266,21 @@ class Engine:
         guidance = self._guidance(encoder, prompts, request.cfg_scale, len(batch.seeds),
                                   image_cfg_scale=img2img.image_cfg_scale_for(request, components))
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
-        hooks = [*(run.step_hooks() if run else ()), self._progress_hook(job, components, settings)]
+        hooks = [*(run.step_hooks() if run else ()), self._progress_hook(job, components, settings, offset)]
         with torch.inference_mode():
-            if pictures is None:
+            if pictures is None and start_from is None:
                 latents = self._initial_noise(request, components, batch, settings) * scheduler.init_noise_sigma
                 timesteps, steps, generators = None, request.steps, None
                 image_conditioning = self._txt2img_image_conditioning(components, latents)
             else:
-                start = self._start_from_pictures(request, components, scheduler, pictures, batch, device, dtype)
+                start = (start_from(scheduler) if start_from is not None else
+                         self._start_from_pictures(request, components, scheduler, pictures, batch, device, dtype))
                 latents, timesteps, steps = start.latents, start.timesteps, start.steps
                 generators, image_conditioning = start.generators, start.image_conditioning
                 if start.latent_mask is not None:
                     hooks.insert(0, img2img.blend_hook(start, scheduler))
-            job.set_steps(batch.index, request.n_iter, steps)
+            job.set_steps(batch.index, request.n_iter, total or steps)
+            job.set_step(offset)
             step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings, generators)
             return denoise(unet=components.unet, scheduler=scheduler, latents=latents, guidance=guidance,
                            steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
@@ -330,7 +347,7 @@ class Engine:
         ids = torch.tensor([[*size, 0, 0, *size]], dtype=self.cache.device.dtype, device=self.cache.device.device)
         return ids.expand(batch_size, -1)
 
-    def _progress_hook(self, job: Job, components: Components, settings):
+    def _progress_hook(self, job: Job, components: Components, settings, offset: int = 0):
         every = settings["show_progress_every_n_steps"]
         previews_on = settings["live_previews_enable"]
         full_decode = settings["show_progress_type"] == "Full"
@@ -343,7 +360,7 @@ class Engine:
                     preview = self._decode(components, state.latents[0:1])[0]
                 else:
                     preview = previews.latents_to_preview(state.latents[0:1], components.family)
-            job.set_step(done, preview)
+            job.set_step(offset + done, preview)
             if job.interrupted or job.take_skip():
                 state.stop = True
 

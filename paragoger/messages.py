@@ -136,23 +136,6 @@ ENGLISH: dict[str, str] = {
     "tagger_tags_mismatch": "The tagger in {folder} predicts {outputs} tags but its selected_tags.csv lists "
                             "{tags}; the two files do not belong together.",
     "caption_image_missing": "Choose a picture to describe.",
-    # image to text (paragoger.caption)
-    "unknown_captioner": "Unknown captioner '{name}'. Known captioners: {known}.",
-    "blip_model_missing": "Image to text needs a BLIP captioning model. Put a Hugging Face BLIP captioning folder "
-                          "(config.json, model.safetensors, preprocessor and tokenizer files, for example a copy "
-                          "of Salesforce/blip-image-captioning-base) into {folder}, as "
-                          "{folder}/blip-image-captioning-base. For flavours, add a CLIP folder (such as "
-                          "openai/clip-vit-large-patch14) to the CLIP folder beside it.",
-    "tagger_model_missing": "DeepBooru tags need a WD tagger model. Put a timm tagger folder (config.json, "
-                            "model.safetensors and selected_tags.csv, for example a copy of "
-                            "SmilingWolf/wd-vit-tagger-v3) into {folder}, as {folder}/wd-vit-tagger-v3.",
-    "caption_model_unreadable": "Could not load the {kind} model in {folder}: {reason}. It must be a complete "
-                                "model folder as downloaded (config.json, weights and the other files).",
-    "tagger_tags_unreadable": "Could not read the tag list {path}: {reason}. A WD tagger needs its "
-                              "selected_tags.csv (columns tag_id, name, category, count).",
-    "tagger_tags_mismatch": "The tagger in {folder} predicts {outputs} tags but its selected_tags.csv lists "
-                            "{tags}; the two files do not belong together.",
-    "caption_image_missing": "Choose a picture to describe.",
     # scripts (paragoger.ext.scripts)
     "script_not_found": "Script '{name}' was not found. Scripts: {known}.",
     "alwayson_script_not_found": "Always-on script '{name}' was not found. Always-on scripts: {known}.",

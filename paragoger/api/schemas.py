@@ -114,17 +114,6 @@ class InterrogateResponse(BaseModel):
     caption: str
 
 
-class InterrogateBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    image: str = ""         # base64 or data URL
-    model: str = "clip"     # a captioner name: "clip", "deepdanbooru", or one an extension registered
-
-
-class InterrogateResponse(BaseModel):
-    caption: str
-
-
 class ExtrasBody(BaseModel):
     """A1111's postprocessing fields (extra-single-image and extra-batch-images share them)."""
 

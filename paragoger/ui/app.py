@@ -12,7 +12,6 @@ from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
 from paragoger.ui.tabs import img2img, txt2img
 from paragoger.ui.tabs import image_to_text
-from paragoger.ui.tabs import image_to_text
 
 TITLE = "Paragoger SD"
 
@@ -138,8 +137,6 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
                     img2img_panel = img2img.build(context, context.settings, checkpoint)
-                with gr.Tab(label("Image to text"), id="image_to_text", elem_id="tab_image_to_text"):
-                    image_to_text.build(context, txt2img_panel, img2img_panel, tabs)
                 with gr.Tab(label("Image to text"), id="image_to_text", elem_id="tab_image_to_text"):
                     image_to_text.build(context, txt2img_panel, img2img_panel, tabs)
                 for tab in context.extensions.tabs:

@@ -13,7 +13,6 @@ from paragoger.imaging.resize import RESIZE_MODES, default_size_for
 from paragoger.ui import generation
 from paragoger.ui.labels import label
 from paragoger.ui.tabs import image_to_text
-from paragoger.ui.tabs import image_to_text
 
 SOURCES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#e03131", "#2f9e44", "#1971c2", "#f08c00", "#9c36b5"]
@@ -81,8 +80,6 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                                           elem_id="img2img_batch_run")
             for tab_widget, name in zip((t_img2img, t_sketch, t_inpaint, t_inpaint_sketch, t_upload), SOURCES):
                 tab_widget.select(lambda n=name: n, outputs=source, api_visibility="private")
-            image_to_text.interrogate_buttons(context, top["prompt"], [source, image, sketch, inpaint, inpaint_sketch,
-                                                                      upload_image, upload_mask], pictures_from)
             image_to_text.interrogate_buttons(context, top["prompt"], [source, image, sketch, inpaint, inpaint_sketch,
                                                                       upload_image, upload_mask], pictures_from)
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",

@@ -89,6 +89,8 @@ ENGLISH: dict[str, str] = {
                               "file never needs. Only use .pt/.ckpt files you trust; prefer .safetensors.",
     "embedding_too_long": "Embedding '{name}' has {count} vectors; at most {limit} fit in one prompt chunk.",
     "job_cancelled": "Job {job_id} was cancelled before it ran.",
+    "batch_folder_outside": "The batch {what} folder '{folder}' is outside {root}. While the app is shared on the "
+                            "network, batch folders must be inside its data folder (relative names start there).",
     "path_outside_folder": "{key} = '{value}' points outside {folder}; folders given in requests must stay "
                            "inside the app's folders.",
     "request_too_large": "The request body is too large ({size} bytes; the limit is {limit} bytes).",
@@ -101,6 +103,14 @@ ENGLISH: dict[str, str] = {
     "checkpoint_needs_picture": "Checkpoint '{name}' changes a picture (depth or instruct-pix2pix model); use it "
                                 "in img2img with a picture to start from.",
     "image_cfg_out_of_range": "Image CFG scale must be between 0 and 100 (got {value}).",
+    # Hires. fix (paragoger.core.hires)
+    "hires_size_out_of_range": "The Hires. fix size must be between {low} and {high} pixels (got "
+                               "{width}x{height}). Lower Upscale by, or the Resize width/height to.",
+    "hires_scale_out_of_range": "Hires. fix Upscale by must be more than 0 and at most {high} (got {value}).",
+    "hires_resize_negative": "Hires. fix Resize width/height to must be 0 (from Upscale by) or more (got "
+                             "{width}x{height}).",
+    "hires_steps_out_of_range": "Hires steps must be between 0 (the same as Sampling steps) and {high} "
+                                "(got {steps}).",
     # upscalers and the Extras tab (paragoger.upscale, paragoger.core.extras)
     "upscaler_unreadable": "Could not read upscaler model '{name}': {reason}. The file may be truncated or not a "
                            "model.",

@@ -95,3 +95,16 @@ class Paths:
             target = (root / str(value)).resolve()
             if target != root and root not in target.parents:
                 raise UserError("path_outside_folder", key=key, value=value, folder=str(root))
+
+    def check_batch_folders(self, input_dir: Path, output_dir: Path, mask_dir: Path | None) -> None:
+        """For an app shared on the network: img2img batch folders typed into the page must be inside the data
+        folder, so a visitor cannot read or write the rest of the machine (UserError otherwise)."""
+        from paragoger.errors import UserError
+
+        root = self.data_dir.resolve()
+        for what, folder in (("input", input_dir), ("output", output_dir), ("mask", mask_dir)):
+            if folder is None:
+                continue
+            target = (root / Path(folder)).resolve()
+            if target != root and root not in target.parents:
+                raise UserError("batch_folder_outside", what=what, folder=str(folder), root=str(root))

@@ -36,3 +36,37 @@ def test_every_picture_is_processed_and_a_broken_file_is_skipped(app_context, tm
 def test_a_missing_input_folder_is_a_clear_error(app_context, tmp_path):
     job = app_context.queue.run(BatchRequest(template(), tmp_path / "nope", tmp_path / "out"), kind=IMG2IMG_BATCH)
     assert isinstance(job.error, UserError) and "does not exist" in str(job.error)
+
+
+def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folder(data_dir, tmp_path):
+    """With --listen a visitor types folder names into the page: outside the data folder is refused, relative
+    names start in the data folder, and nothing is read or written elsewhere."""
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+    from paragoger.ui.app import build_ui
+    from tests.test_extensions_ui import handler
+
+    outside = tmp_path / "private"
+    outside.mkdir()
+    picture(seed=1).save(outside / "secret.png")
+    (data_dir / "in").mkdir()
+    picture(seed=2).save(data_dir / "in" / "mine.png")
+    context = AppContext(parse_args(["--data-dir", str(data_dir), "--listen"], env={}))
+    try:
+        process = handler(build_ui(context), "process", "img2img_batch_input_dir")
+
+        def run(input_dir, output_dir):
+            folders = {"img2img_batch_input_dir": input_dir, "img2img_batch_output_dir": output_dir,
+                       "img2img_steps": 2, "img2img_width": 64, "img2img_height": 64}
+            values = [folders.get(c.elem_id, c.preprocess(c.value) if c.get_block_name() == "radio" else c.value)
+                      for c in process.inputs]
+            return list(process.fn(*values))[-1]
+
+        for source, target in ((str(outside), "out"), ("in", str(outside / "out")), ("../../private", "out")):
+            _, error, _ = run(source, target)
+            assert "outside" in error and "network" in error
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]
+        _, error, report = run("in", "out")
+        assert error == "" and (data_dir / "out" / "mine.png").exists()
+    finally:
+        context.close()

@@ -200,6 +200,7 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
     from paragoger.context import IMG2IMG_BATCH
     from paragoger.core.batch import BatchRequest
     from paragoger.core.jobs import FAILED
+    from paragoger.ext.install import listens_beyond_localhost
     from paragoger.ui import widgets
 
     common = panel.common_inputs()
@@ -217,6 +218,10 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             request.validate()
             batch = BatchRequest(request, Path(source_in), Path(source_out or source_in + "-out"),
                                  Path(source_masks) if source_masks else None)
+            if listens_beyond_localhost(context.options):
+                context.paths.check_batch_folders(batch.input_dir, batch.output_dir, batch.mask_dir)
+                batch = BatchRequest(request, *(context.paths.data_dir / folder if folder is not None else None
+                                                for folder in (batch.input_dir, batch.output_dir, batch.mask_dir)))
             job = context.queue.submit(batch, kind=IMG2IMG_BATCH)
         except UserError as err:
             yield "", widgets.error_html(context.describe(err)), gr.update()

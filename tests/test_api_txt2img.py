@@ -162,3 +162,19 @@ def test_always_on_script_arguments_reach_the_script_from_the_api(data_dir, serv
         assert bad.status_code == 400
     finally:
         context.close()
+
+
+def test_save_images_and_send_images_are_honoured(api, app_context):
+    """A1111's API saves nothing unless ``save_images`` is true, and ``send_images: false`` answers no pictures
+    (the info still describes them)."""
+    outputs = app_context.paths.outputs_dir
+
+    def saved() -> list:
+        return sorted(outputs.rglob("*.png"))
+
+    data = api.post("/txt2img", json=BODY).json()
+    assert len(data["images"]) == 1 and saved() == []
+    data = api.post("/txt2img", json={**BODY, "save_images": True, "send_images": False}).json()
+    assert data["images"] == [] and json.loads(data["info"])["all_seeds"] == [5]
+    assert len(saved()) == 1 and saved()[0].parent.parent.name == "txt2img-images"
+    assert Image.open(saved()[0]).info["parameters"].startswith("a red bicycle")

@@ -38,6 +38,7 @@ ENGLISH: dict[str, str] = {
     "job_not_found": "No job with id '{job_id}'.",
     # progress
     "progress_queued": "In queue: position {position}",
+    "progress_running_other": "now running: {kind}, step {step}/{total}",
     "progress_step": "Step {step}/{total}",
     "progress_eta": "ETA {eta}",
     "progress_loading": "Loading {name}…",

@@ -95,3 +95,21 @@ def test_a_full_queue_refuses_with_queue_full():
         queue.submit(3)
     assert err.value.status == 429
     release.set()
+
+
+def test_the_page_shows_a_waiting_request_its_place_and_the_job_running_meanwhile(app_context):
+    from paragoger.core.request import GenerationRequest
+    from paragoger.ui.generation import run_request
+
+    running = app_context.queue.submit(GenerationRequest(prompt="long", steps=150, width=64, height=64))
+    try:
+        while running.progress.step < 1:
+            running.wait(0.05)
+        updates = run_request(app_context, GenerationRequest(prompt="next", steps=1, width=64, height=64))
+        _, status_html, _ = next(updates)
+        assert "In queue: position 1" in status_html
+        assert "now running: txt2img, step" in status_html and "/150" in status_html
+    finally:
+        running.interrupt()
+    job, *_ = list(updates)[-1]
+    assert job.result.images

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from paragoger.core import hires
 from paragoger.core.jobs import FAILED
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
@@ -77,7 +78,8 @@ def prompt_row(context, tab: str, checkpoint_dropdown=None) -> dict:
                 interrupt=interrupt, skip=skip, styles=styles, paste=paste, checkpoint_dropdown=checkpoint_dropdown)
 
 
-def sampling_controls(context, settings, tab: str) -> dict:
+def sampling_controls(context, settings, tab: str, after_steps: Callable[[], None] | None = None) -> dict:
+    """``after_steps`` builds a tab's own controls below Sampling steps (txt2img: Hires. fix, as in A1111)."""
     samplers = [spec["name"] for spec in context.samplers.samplers()]
     schedules = [spec["label"] for spec in context.samplers.schedules()]
     with gr.Row():
@@ -87,6 +89,8 @@ def sampling_controls(context, settings, tab: str) -> dict:
                                 elem_id=f"{tab}_scheduler")
     steps = gr.Slider(1, 150, value=settings["default_steps"], step=1, label=label("Sampling steps"),
                       elem_id=f"{tab}_steps")
+    if after_steps is not None:
+        after_steps()
     with gr.Row():
         with gr.Column():
             width = gr.Slider(64, 2048, value=512, step=8, label=label("Width"), elem_id=f"{tab}_width")
@@ -113,6 +117,8 @@ def output_panel(panel: GenerationPanel) -> None:
                                                    size="sm")
         panel.extra["send_to_inpaint"] = gr.Button(label("Send to inpaint"), elem_id=f"{tab}_send_to_inpaint",
                                                    size="sm")
+        panel.extra["send_to_extras"] = gr.Button(label("Send to extras"), elem_id=f"{tab}_send_to_extras",
+                                                  size="sm")
     panel.extra["selected"] = gr.State(0)
 
     def remember(evt: gr.SelectData):
@@ -147,7 +153,7 @@ def run_request(context, request: GenerationRequest):
         if job.progress.preview_id != last_preview and job.progress.preview is not None:
             last_preview, preview = job.progress.preview_id, job.progress.preview
         status = context.job_status(job, include_image=False)
-        yield job, widgets.progress_html(status, position=position), preview
+        yield job, widgets.progress_html(status, position=position, running=context.queue.current), preview
     yield job, "", None
 
 
@@ -184,6 +190,7 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
                 resolve_script_request(context.scripts, request)  # unknown arguments: said before queueing
             request.validate()
             context.samplers.resolve(request.sampler_name, request.scheduler)
+            hires.check(request, context.samplers, context.upscalers)
             job = None
             for job, status_html, preview in run_request(context, request):
                 yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,
@@ -239,13 +246,18 @@ def wire_paste(context, panel: GenerationPanel) -> None:
                s.seed_resize_from_h]
     keys = [None, None, "sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
             "subseed_strength", "seed_resize_from_w", "seed_resize_from_h"]
-    outputs = [*targets, panel.error] + ([panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
+    # a tab's own fields: (widget, request field, value -> widget value), e.g. txt2img's Hires. fix
+    tab_fields = list(panel.extra.get("paste_fields", ()))
+    outputs = [*targets, *(widget for widget, _, _ in tab_fields), panel.error] + (
+        [panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
 
     def paste(text):
         pasted = parameters_from_infotext(text or "")
         context.extensions.infotext_pasted(text or "", pasted.fields)
         values = [pasted.prompt, pasted.negative_prompt]
         values += [pasted.fields[key] if key in pasted.fields else gr.update() for key in keys[2:]]
+        values += [convert(pasted.fields[key]) if key in pasted.fields else gr.update()
+                   for _, key, convert in tab_fields]
         message, checkpoint = "", gr.update()
         if pasted.checkpoint_query:
             try:

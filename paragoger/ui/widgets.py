@@ -70,10 +70,14 @@ def token_counter_html(tokens: int, limit: int) -> str:
     return f'<div class="paragoger-token-counter" title="tokens / limit">{tokens}/{limit}</div>'
 
 
-def progress_html(status: dict | None, *, position: int | None = None) -> str:
-    """The progress bar: queue position while waiting, then step, ETA and a bar while sampling."""
+def progress_html(status: dict | None, *, position: int | None = None, running=None) -> str:
+    """The progress bar: queue position (and the job running meanwhile, ``running``: a Job) while waiting, then
+    step, ETA and a bar while sampling."""
     if position is not None and position > 0:
         text = messages.render("progress_queued", position=position)
+        if running is not None:
+            text += " · " + messages.render("progress_running_other", kind=running.kind,
+                                            step=running.progress.step, total=running.progress.steps)
         return f'<div class="paragoger-progress" data-state="queued"><span>{html.escape(text)}</span></div>'
     if not status:
         return ""
@@ -105,6 +109,9 @@ CSS = """
 .paragoger-progress span { position: relative; padding: 0 .6em; line-height: 1.8em; }
 .paragoger-error { color: var(--error-text-color); background: var(--error-background-fill);
   border: 1px solid var(--error-border-color); border-radius: 6px; padding: .5em .8em; }
+.paragoger-note { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: .5em .8em;
+  margin-bottom: .3em; white-space: pre-wrap; }
+.ext-note { font-size: 0.85em; opacity: .8; }
 .paragoger-token-counter { text-align: right; font-size: 0.8em; opacity: .75; margin-top: -0.4em; }
 .paragoger-infotext p { font-family: var(--font-mono); font-size: 0.85em; white-space: normal; word-break: break-word; }
 """

@@ -227,8 +227,9 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             yield "", widgets.error_html(context.describe(err)), gr.update()
             return
         while not job.wait(generation.POLL_SECONDS):
-            yield widgets.progress_html(context.job_status(job, include_image=False),
-                                        position=context.queue.position(job)), "", gr.update()
+            status = widgets.progress_html(context.job_status(job, include_image=False),
+                                           position=context.queue.position(job), running=context.queue.current)
+            yield status, "", gr.update()
         if job.state == FAILED:
             yield "", widgets.error_html(context.describe(job.error)), gr.update()
             return

@@ -160,6 +160,15 @@ def test_always_on_script_arguments_reach_the_script_from_the_api(data_dir, serv
         assert "example" in [title.lower() for title in titles]
         bad = httpx.post(url + "/txt2img", json={**BODY, "script_name": "no such script"}, timeout=60)
         assert bad.status_code == 400
+        # the extension's sampler is used, its per-step callback sees every step, its fields land in the PNG
+        for args in ([True, "from the API"], {"enabled": True, "note": "from the API"}):
+            answer = httpx.post(url + "/txt2img", timeout=60, json={
+                **BODY, "sampler_name": "Example Euler a (step function)",
+                "alwayson_scripts": {"example stamp": {"args": args}}})
+            assert answer.status_code == 200, answer.text
+            png = decode(answer.json()["images"][0]).info["parameters"]
+            assert "Sampler: Example Euler a (step function)" in png
+            assert "Example note: from the API" in png and "Example steps seen: 3" in png
     finally:
         context.close()
 

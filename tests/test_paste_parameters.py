@@ -23,7 +23,7 @@ def test_an_a1111_infotext_fills_the_request_fields():
                              "seed": 2245042501, "width": 512, "height": 768, "denoising_strength": 0.6,
                                      "clip_skip": 1}.items()  # missing keys take A1111's reading defaults
     assert (pasted.model_hash, pasted.model_name) == ("d4c1719023", "animekawa_v10")
-    assert pasted.unknown["Hires steps"] == "10"
+    assert (pasted.fields["enable_hr"], pasted.fields["hr_second_pass_steps"]) == (True, 10)
 
 
 def test_old_combined_sampler_names_are_split():

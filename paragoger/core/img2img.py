@@ -59,10 +59,13 @@ def mask_to_tensor(masks: list[Image.Image]) -> torch.Tensor:
     return (tensor >= 0.5).to(tensor.dtype)
 
 
-def remaining_timesteps(scheduler, steps: int, strength: float) -> tuple[torch.Tensor, int]:
-    """The tail of the schedule a denoising strength leaves: strength 0.75 of 20 steps runs the last 15."""
-    # At least one step for any strength above 0 (A1111 does the same; diffusers refuses such requests).
-    run = min(max(int(steps * strength), 1 if strength > 0 else 0), steps)
+def remaining_timesteps(scheduler, steps: int, strength: float, run: int | None = None) -> tuple[torch.Tensor, int]:
+    """The tail of the schedule a denoising strength leaves: strength 0.75 of 20 steps runs the last 15.
+    ``run`` says the number of steps outright (the hires fix runs exactly its "Hires steps")."""
+    if run is None:
+        # At least one step for any strength above 0 (A1111 does the same; diffusers refuses such requests).
+        run = int(steps * strength)
+    run = min(max(run, 1 if strength > 0 else 0), steps)
     start = max(steps - run, 0)
     timesteps = scheduler.timesteps[start * scheduler.order:]
     if hasattr(scheduler, "set_begin_index"):
@@ -82,31 +85,41 @@ def encode_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
     return vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
 
 
-def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[int], steps: int, strength: float,
-                  device: torch.device, dtype: torch.dtype, mask: torch.Tensor | None = None,
+def prepare_start(components, scheduler, *, pixels: torch.Tensor | None, seeds: list[int], steps: int,
+                  strength: float, device: torch.device, dtype: torch.dtype, mask: torch.Tensor | None = None,
                   masked_content: int = ORIGINAL, depth: torch.Tensor | None = None,
-                  latent_size: tuple[int, int] | None = None) -> StartLatents:
+                  latent_size: tuple[int, int] | None = None, latents: torch.Tensor | None = None,
+                  run_steps: int | None = None) -> StartLatents:
     """Everything sampling needs to start from ``pixels`` (N, 3, H, W), optionally inpainting under ``mask``.
 
     ``latent_size`` (h, w), when it differs from the pixels' own: A1111's "latent upscale" resize mode, where the
     encoded latents are resized (bilinear) rather than the picture; used for ordinary checkpoints without a mask.
 
+    ``latents``: the picture already as (scaled) latents, used instead of encoding ``pixels``, which may then be
+    None (the hires fix's latent upscale). ``run_steps``: run exactly this many of the ``steps`` (default: as
+    many as the strength leaves).
+
     ``depth`` is the (N, 1, h, w) depth conditioning, required for depth checkpoints (``core.depth``).
     """
     generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
-    timesteps, run_steps = remaining_timesteps(scheduler, steps, strength)
+    timesteps, run_steps = remaining_timesteps(scheduler, steps, strength, run_steps)
     full_strength = strength >= 1.0
     vae = components.vae
-    pixels = pixels.to(device)
+    factor = components.vae_scale_factor
+    pixels = pixels.to(device) if pixels is not None else None
     inpaint_model = components.variant == "inpaint"
     edit_model = components.variant == "instruct-pix2pix"
-    own_size = (pixels.shape[2] // components.vae_scale_factor, pixels.shape[3] // components.vae_scale_factor)
-    latent_shape = (pixels.shape[0], components.latent_channels, *(latent_size or own_size))
+    count = pixels.shape[0] if pixels is not None else latents.shape[0]
+    own_size = ((pixels.shape[2] // factor, pixels.shape[3] // factor) if pixels is not None
+                else tuple(latents.shape[-2:]))
+    latent_shape = (count, components.latent_channels, *(latent_size or own_size))
 
     image_latents = None
+    if latents is not None:
+        image_latents = latents.to(device=device, dtype=dtype)
     # At full strength the picture's sampled latents are not needed (pure noise starts), except to blend back an
     # ordinary inpaint; skipping them keeps the random draws in the order diffusers' pipelines make them.
-    if not (full_strength and (inpaint_model or (edit_model and mask is None))):
+    elif not (full_strength and (inpaint_model or (edit_model and mask is None))):
         image_latents = encode(vae, pixels, generators).to(dtype)
         if image_latents.shape[-2:] != latent_shape[-2:]:
             image_latents = torch.nn.functional.interpolate(image_latents, size=latent_shape[-2:], mode="bilinear")
@@ -127,8 +140,11 @@ def prepare_start(components, scheduler, *, pixels: torch.Tensor, seeds: list[in
 
     image_conditioning = None
     if inpaint_model:
-        mask_full = mask if mask is not None else torch.ones_like(pixels[:, :1])
-        masked_pixels = pixels * (mask_full.to(device) < 0.5)
+        if pixels is None:  # known only as latents: all of the picture is regenerated (a grey masked picture)
+            masked_pixels = torch.zeros(count, 3, latent_shape[2] * factor, latent_shape[3] * factor, device=device)
+        else:
+            mask_full = mask if mask is not None else torch.ones_like(pixels[:, :1])
+            masked_pixels = pixels * (mask_full.to(device) < 0.5)
         masked_latents = encode(vae, masked_pixels, generators).to(dtype)
         small_mask = latent_mask if latent_mask is not None else torch.ones_like(noise[:, :1])
         image_conditioning = torch.cat([small_mask, masked_latents], dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from paragoger.imaging.infotext import parse_infotext
+from paragoger.imaging.infotext import parse_infotext, split_sampler_and_schedule
 
 # infotext key -> (request field, converter)
 _FIELDS: dict[str, tuple[str, Any]] = {
@@ -25,7 +25,22 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "Clip skip": ("clip_skip", int),
     "Mask blur": ("mask_blur", int),
     "Masked area padding": ("inpaint_full_res_padding", int),
+    # Hires. fix (A1111; "Hires CFG Scale" is Forge's)
+    "Hires upscale": ("hr_scale", float),
+    "Hires steps": ("hr_second_pass_steps", int),
+    "Hires upscaler": ("hr_upscaler", str),
+    "Hires resize-1": ("hr_resize_x", int),
+    "Hires resize-2": ("hr_resize_y", int),
+    "Hires sampler": ("hr_sampler_name", str),
+    "Hires schedule type": ("hr_scheduler", str),
+    "Hires prompt": ("hr_prompt", str),
+    "Hires negative prompt": ("hr_negative_prompt", str),
+    "Hires CFG Scale": ("hr_cfg", float),
 }
+# What a hires infotext leaves out means "as the first pass" / "by Upscale by" (A1111's reading defaults).
+_HIRES_DEFAULTS: dict[str, Any] = {"hr_second_pass_steps": 0, "hr_resize_x": 0, "hr_resize_y": 0,
+                                   "hr_sampler_name": None, "hr_scheduler": None, "hr_prompt": "",
+                                   "hr_negative_prompt": "", "hr_cfg": None}
 
 
 @dataclass
@@ -58,4 +73,21 @@ def parameters_from_infotext(text: str) -> PastedParameters:
             pasted.unknown[key] = value
     if "Inpaint area" in parsed:
         pasted.fields["inpaint_full_res"] = parsed["Inpaint area"] == "Only masked"
+    _hires_fields(parsed, pasted.fields)
     return pasted
+
+
+def _hires_fields(parsed: dict[str, str], fields: dict[str, Any]) -> None:
+    """A1111 ticks Hires. fix when the text has a denoising strength and any hires size or upscaler; then the
+    hires fields it leaves out go back to "same as the first pass"."""
+    fields["enable_hr"] = "Denoising strength" in parsed and any(
+        key in parsed for key in ("Hires upscale", "Hires upscaler", "Hires resize-1"))
+    if not fields["enable_hr"]:
+        return
+    for name, default in _HIRES_DEFAULTS.items():
+        fields.setdefault(name, default)
+    if fields["hr_sampler_name"]:  # an old combined name ("DPM++ 2M Karras") carries the schedule
+        sampler, schedule = split_sampler_and_schedule(fields["hr_sampler_name"])
+        fields["hr_sampler_name"] = sampler
+        if schedule and not fields["hr_scheduler"]:
+            fields["hr_scheduler"] = schedule

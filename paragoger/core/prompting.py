@@ -30,7 +30,8 @@ class PreparedPrompts:
 
 
 def prepare_prompts(prompt: str, negative_prompt: str, *, steps: int, styles=None, style_names=(),
-                    comments: bool = True) -> PreparedPrompts:
+                    comments: bool = True, hires_steps: int | None = None) -> PreparedPrompts:
+    """``hires_steps``: schedules for the hires fix's second pass of that many steps (``prompt_schedule``)."""
     if styles is not None and style_names:
         prompt = styles.apply(prompt, style_names)
         negative_prompt = styles.apply_negative(negative_prompt, style_names)
@@ -39,7 +40,7 @@ def prepare_prompts(prompt: str, negative_prompt: str, *, steps: int, styles=Non
         text, negative_text = strip_comments(text), strip_comments(negative_text)
     text, networks = extract_extra_networks(text)
     negative_text, _ = extract_extra_networks(negative_text)
-    positives = [SubPrompt(weight, prompt_schedule(part, steps)) for part, weight in split_and(text)]
-    negative = SubPrompt(1.0, prompt_schedule(negative_text, steps))
+    positives = [SubPrompt(weight, prompt_schedule(part, steps, hires_steps)) for part, weight in split_and(text)]
+    negative = SubPrompt(1.0, prompt_schedule(negative_text, steps, hires_steps))
     return PreparedPrompts(prompt=prompt, negative_prompt=negative_prompt, positives=positives,
                            negative=negative, extra_networks=networks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from paragoger.core import hires
 from paragoger.errors import UserError
 
 MIN_SIZE, MAX_SIZE = 64, 4096
@@ -55,6 +56,19 @@ class GenerationRequest:
     inpaint_full_res: bool = False                              # "Only masked"
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0
+    # txt2img's Hires. fix (A1111's field names; core.hires): a second pass at a higher resolution, at
+    # denoising_strength (A1111's hires default is 0.7: the tab and the API route set it)
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = hires.DEFAULT_UPSCALER                  # a latent mode or an upscaler's name
+    hr_second_pass_steps: int = 0                               # 0: the same as steps
+    hr_resize_x: int = 0                                        # 0 and 0: by hr_scale; one 0: keep the aspect
+    hr_resize_y: int = 0
+    hr_sampler_name: str | None = None                          # None / "Use same sampler": the first pass's
+    hr_scheduler: str | None = None                             # None / "Use same scheduler": the first pass's
+    hr_prompt: str = ""                                         # "": the same prompt
+    hr_negative_prompt: str = ""
+    hr_cfg: float | None = None                                 # None: the same CFG scale
 
     def validate(self) -> "GenerationRequest":
         """Checks what can be checked without a model; raises UserError with the reason."""
@@ -70,6 +84,8 @@ class GenerationRequest:
             raise UserError("cfg_out_of_range", cfg=self.cfg_scale)
         if self.image_cfg_scale is not None and not 0 <= self.image_cfg_scale <= 100:
             raise UserError("image_cfg_out_of_range", value=self.image_cfg_scale)
+        if hires.wanted(self):
+            hires.validate(self, low=MIN_SIZE, high=MAX_SIZE, max_steps=MAX_STEPS)
         if self.mode == "img2img":
             if not self.init_images:
                 raise UserError("init_image_missing")

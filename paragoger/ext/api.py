@@ -163,6 +163,12 @@ class Processing:
         library = getattr(self._runtime, "library", None)
         return ["Automatic", "None"] + (list(library.vaes()) if library is not None else [])
 
+    def upscaler_names(self) -> list[str]:
+        """What the Hires. fix takes as its upscaler: the latent modes, then the picture upscalers."""
+        from paragoger.core.hires import upscaler_names
+
+        return upscaler_names(getattr(self._runtime, "upscalers", None))
+
     def check(self, request=None, **changes) -> None:
         """Raise UserError when ``request`` (default: this one) with ``changes`` could not run: size, steps and
         the other limits, an unknown sampler or schedule type, checkpoint or VAE. Generates nothing; for scripts
@@ -172,6 +178,11 @@ class Processing:
         samplers = getattr(self._runtime, "samplers", None)
         if samplers is not None:
             samplers.resolve(request.sampler_name, request.scheduler)
+        upscalers = getattr(self._runtime, "upscalers", None)
+        if samplers is not None and upscalers is not None:
+            from paragoger.core.hires import check as check_hires
+
+            check_hires(request, samplers, upscalers)  # the Hires. fix's upscaler, sampler and schedule type
         library = getattr(self._runtime, "library", None)
         if library is not None:
             if request.checkpoint:

@@ -185,6 +185,12 @@ AXES: list[Axis] = [
     Axis("Clip skip", lambda p, text: parse_ints(text), _set("clip_skip")),
     Axis("VAE", _parse_choice(lambda p: p.vae_names(), "VAE", strict=False), _set("vae"), labelled=False,
          choices=lambda p: p.vae_names(), expensive=True),
+    # Hires. fix (they change the second pass; tick Hires. fix for them to show)
+    Axis("Hires steps", lambda p, text: parse_ints(text), _set("hr_second_pass_steps")),
+    Axis("Hires upscaler", _parse_choice(lambda p: p.upscaler_names(), "upscaler"), _set("hr_upscaler"),
+         choices=lambda p: p.upscaler_names()),
+    Axis("Hires sampler", _parse_choice(lambda p: p.sampler_names(), "sampler", strict=False),
+         _set("hr_sampler_name"), choices=lambda p: p.sampler_names()),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from paragoger.ui import generation
+from paragoger.ui.hires import HiresFixControls
 
 
 def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationPanel:
@@ -11,9 +12,11 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
     top = generation.prompt_row(context, tab, checkpoint_dropdown)
     with gr.Row():
         with gr.Column(scale=1):
-            controls = generation.sampling_controls(context, settings, tab)
+            hires_fix = HiresFixControls(context, tab)
+            controls = generation.sampling_controls(context, settings, tab, after_steps=hires_fix.build)
         with gr.Column(scale=1):
             panel = generation.GenerationPanel(tab=tab, **top, **controls)
             generation.output_panel(panel)
-    generation.wire(context, panel)
+    hires_fix.wire(panel)
+    generation.wire(context, panel, extra_inputs=hires_fix.inputs(), fill_request=hires_fix.fill_request)
     return panel

@@ -17,7 +17,7 @@ from paragoger.core.batch import run_batch
 from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.extras import extras_output_dir, run_extras
-from paragoger.core.jobs import Job, JobQueue
+from paragoger.core.jobs import CALL, Job, JobQueue
 from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
 from paragoger.ext.services import AppServices
@@ -77,7 +77,8 @@ class AppContext:
                                            state_file=self.paths.data_dir / "extensions.json",
                                            samplers=self.samplers, args=options.extra.get("unknown", []),
                                            library=self.library, switched_off=_extensions_switched_off(options),
-                                           upscalers=self.upscalers, settings=self.settings,
+                                           upscalers=self.upscalers, captioners=self.captioners,
+                                           settings=self.settings,
                                            services=AppServices(self))
         self.extensions.load_all()
         self.scripts = self.extensions.scripts
@@ -138,6 +139,14 @@ class AppContext:
     def select_checkpoint(self, name: str, vae: str | None = None):
         """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
         job = self.queue.run((name, vae), kind=LOAD_MODEL)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def run_in_worker(self, fn):
+        """``fn()`` run by the job worker, between generations (device work for extensions: model upscalers...);
+        its result, or its error raised."""
+        job = self.queue.run(lambda job: fn(), kind=CALL)
         if job.error is not None:
             raise job.error
         return job.result

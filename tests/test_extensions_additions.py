@@ -35,6 +35,7 @@ class Signature(api.Script):
 
 def setup(ext):
     ext.register_upscaler("Toolkit 2x", double_nearest, scale=2)
+    ext.register_captioner("Toolkit size", lambda image, options: f"a {image.width}x{image.height} picture")
     ext.register_setting("toolkit_strength", 0.5, "Toolkit strength", minimum=0.0, maximum=1.0)
     ext.register_setting("toolkit_mode", "soft", "Toolkit mode", choices=("soft", "hard"))
     ext.register_xyz_axis("Signature", script="Signature", arg="name", labelled=False)
@@ -60,6 +61,22 @@ def test_an_extension_upscaler_is_listed_and_used_by_name(toolkit):
     assert "Toolkit 2x" in toolkit.upscalers.names()
     bigger = toolkit.extensions.services.upscale(Image.new("RGB", (10, 6), "red"), 2, "toolkit 2x")
     assert bigger.size == (20, 12)
+
+
+def test_an_extension_captioner_answers_the_page_and_the_interrogate_route(extensions_dir, start_context,
+                                                                            serve_app):
+    import base64
+    import io
+
+    write_extension(extensions_dir, "toolkit", {"scripts/toolkit.py": TOOLKIT})
+    context = start_context()
+    assert "Toolkit size" in context.captioners.names()
+    assert context.extensions.services.caption(Image.new("RGB", (12, 8)), "toolkit size") == "a 12x8 picture"
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 20), "blue").save(buffer, format="PNG")
+    answer = httpx.post(serve_app(context) + "/sdapi/v1/interrogate", timeout=60,
+                        json={"image": base64.b64encode(buffer.getvalue()).decode(), "model": "Toolkit size"})
+    assert answer.status_code == 200 and answer.json()["caption"] == "a 30x20 picture"
 
 
 def test_extension_settings_are_listed_validated_and_kept(toolkit, data_dir, start_context):

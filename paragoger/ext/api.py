@@ -279,6 +279,15 @@ class ExtensionRoute:
     owner: str
 
 
+@dataclass
+class _FunctionCaptioner:
+    name: str
+    fn: Callable[[Any, dict], str]
+
+    def caption(self, image, options) -> str:
+        return str(self.fn(image, dict(options)))
+
+
 # --- the handle an extension gets ---------------------------------------------------------------------------------
 
 CALLBACK_KINDS = ("app_started", "model_loaded", "before_image_saved", "image_saved", "denoising_step",
@@ -305,6 +314,11 @@ class ExtensionHandle:
         from paragoger.upscale import Upscaler
 
         self._pending.upscalers.append(Upscaler(name, upscale, scale=float(scale), source=self.name))
+
+    def register_captioner(self, name: str, caption: Callable[[Any, dict], str]) -> None:
+        """A captioner for image to text: ``caption(image, options) -> str`` (PIL RGB picture; ``options`` the
+        app's settings by key). Offered in the Image to text tab and POST /sdapi/v1/interrogate (``model``)."""
+        self._pending.captioners.append(_FunctionCaptioner(name, caption))
 
     def register_setting(self, key: str, default: Any, label: str, *, section: str | None = None,
                          choices: tuple | None = None, minimum: float | None = None,

@@ -94,6 +94,7 @@ class _Pending:
     scripts: list = field(default_factory=list)
     callbacks: list = field(default_factory=list)
     upscalers: list = field(default_factory=list)
+    captioners: list = field(default_factory=list)
     settings: list = field(default_factory=list)
     tabs: list = field(default_factory=list)
     routes: list = field(default_factory=list)
@@ -116,13 +117,14 @@ class ExtensionManager:
     """Owned by the AppContext: the extensions, their callbacks and the scripts (built-in and theirs)."""
 
     def __init__(self, dirs, *, state_file: Path, samplers, args: list[str] = (), library=None,
-                 builtin_scripts: bool = True, switched_off: str = "", upscalers=None, settings=None,
-                 services=None):
+                 builtin_scripts: bool = True, switched_off: str = "", upscalers=None, captioners=None,
+                 settings=None, services=None):
         self.dirs = tuple(Path(d) for d in dirs)
         self.switched_off = switched_off  # why no extension loads this run (--disable-all-extensions), or ""
         self.state_file = Path(state_file)
         self.samplers = samplers
         self.upscalers = upscalers     # UpscalerRegistry extensions add to (None: registering one fails)
+        self.captioners = captioners   # CaptionerRegistry, likewise
         self.settings = settings       # Settings extensions add options to
         self.services = services       # AppServices handed to extensions as ``ext.app``
         self.tabs: list[api.ExtensionTab] = []
@@ -328,6 +330,9 @@ class ExtensionManager:
         for upscaler in pending.upscalers:
             if self.upscalers is None or upscaler.name.casefold() in map(str.casefold, self.upscalers.names()):
                 raise _NotLoaded(FAILED, f"upscaler name '{upscaler.name}' is already taken")
+        for captioner in pending.captioners:
+            if self.captioners is None or captioner.name.casefold() in map(str.casefold, self.captioners.names()):
+                raise _NotLoaded(FAILED, f"captioner name '{captioner.name}' is already taken")
         for spec in pending.settings:
             if self.settings is None or spec.key in {s.key for s in self.settings.specs()}:
                 raise _NotLoaded(FAILED, f"setting '{spec.key}' is already taken")
@@ -347,6 +352,8 @@ class ExtensionManager:
     def _apply_additions(self, pending: _Pending) -> None:
         for upscaler in pending.upscalers:
             self.upscalers.register(upscaler)
+        for captioner in pending.captioners:
+            self.captioners.register(captioner)
         for spec in pending.settings:
             self.settings.add_spec(spec)
         self.tabs += pending.tabs

@@ -27,8 +27,15 @@ class AppServices:
         return job.result
 
     def upscale(self, image, scale: float, upscaler: str = "Lanczos"):
-        """``image`` (PIL) enlarged ``scale`` times by the upscaler of that name."""
-        return self._context.upscalers.upscale(image.convert("RGB"), float(scale), upscaler)
+        """``image`` (PIL) enlarged ``scale`` times by the upscaler of that name (run by the app's worker, between
+        generations)."""
+        found = self._context.upscalers.get(upscaler)  # an unknown name fails at once
+        picture = image.convert("RGB")
+        return self._context.run_in_worker(lambda: found.upscale(picture, float(scale)))
+
+    def caption(self, image, captioner: str = "clip") -> str:
+        """The text a captioner ("clip", "deepdanbooru" or one an extension registered) gives ``image``."""
+        return self._context.interrogate(image, captioner)
 
     def setting(self, key: str) -> Any:
         """The current value of a setting (the app's own or one an extension registered)."""

@@ -40,6 +40,9 @@ class LaunchOptions:
     cors_allow_origins: tuple[str, ...] = ()
     cors_allow_origins_regex: str | None = None
     api_max_request_mb: float = 256.0
+    enable_insecure_extension_access: bool = False
+    disable_all_extensions: bool = False
+    disable_extra_extensions: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -93,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cors-allow-origins-regex", default=None, help="regular expression of origins that may call the API")
     add("--api-max-request-mb", type=float, default=256.0,
         help="largest request body the server reads, in MB (larger ones get 413)")
+    add("--enable-insecure-extension-access", action="store_true",
+        help="allow installing and updating extensions and restarting from the page and the API even when "
+             "the app listens beyond this machine (--listen, --share, --server-name)")
+    add("--disable-all-extensions", action="store_true", help="load no extension from the extensions folders")
+    add("--disable-extra-extensions", action="store_true",
+        help="load no extension from the extensions folders (this app bundles no built-in extensions, so this "
+             "is the same as --disable-all-extensions)")
     return p
 
 
@@ -117,5 +127,7 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         create_test_model=ns.create_test_model, queue_size=ns.queue_size,
         cors_allow_origins=tuple(o.strip() for o in (ns.cors_allow_origins or "").split(",") if o.strip()),
         cors_allow_origins_regex=ns.cors_allow_origins_regex or None, api_max_request_mb=ns.api_max_request_mb,
+        enable_insecure_extension_access=ns.enable_insecure_extension_access,
+        disable_all_extensions=ns.disable_all_extensions, disable_extra_extensions=ns.disable_extra_extensions,
         extra={"unknown": unknown},
     )

@@ -30,3 +30,9 @@ class ModelLoadError(UserError):
 
 class QueueFullError(UserError):
     status = 429
+
+
+class AccessRefusedError(UserError):
+    """Refused by a rule of the app (e.g. installing extensions while listening beyond this machine)."""
+
+    status = 403

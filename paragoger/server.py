@@ -84,6 +84,18 @@ def exposure_warning(options) -> str | None:
             "can use this app.")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which tells the ServerControl's hooks first when it starts shutting down."""
+
+    def __init__(self, config, control):
+        super().__init__(config)
+        self.control = control
+
+    async def shutdown(self, sockets=None) -> None:
+        self.control.shutting_down()
+        await super().shutdown(sockets)
+
+
 def serve(context) -> None:
     options = context.options
     app = build_app(context)
@@ -94,7 +106,7 @@ def serve(context) -> None:
     # streams open for as long as it is shown: those are cut after a few seconds.
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning",
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    server = uvicorn.Server(config)
+    server = _Server(config, context.control)
     context.control.attach(server)
     url = local_url(options)
 

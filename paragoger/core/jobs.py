@@ -162,8 +162,14 @@ class JobQueue:
                 job.finished = time.time()
                 self._finished.append(job)
                 job._done.set()
+                self._cond.notify_all()
                 return
         job.interrupt()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job runs or waits (restart waits for this); False when ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._current is None and not self._waiting, timeout)
 
     def stop(self) -> None:
         with self._cond:
@@ -197,4 +203,5 @@ class JobQueue:
                     keep = {j.id for j in self._finished} | {j.id for j in self._waiting}
                     for job_id in [k for k in self._jobs if k not in keep]:
                         del self._jobs[job_id]
+                    self._cond.notify_all()  # wait_idle
                 job._done.set()

@@ -10,7 +10,7 @@ from paragoger.errors import UserError
 from paragoger.ui import widgets
 from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
-from paragoger.ui.tabs import img2img, txt2img
+from paragoger.ui.tabs import extras, img2img, txt2img
 from paragoger.ui.tabs import image_to_text
 
 TITLE = "Paragoger SD"
@@ -137,6 +137,8 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
                     img2img_panel = img2img.build(context, context.settings, checkpoint)
+                with gr.Tab(label("Extras"), id="extras", elem_id="tab_extras"):
+                    extras_panel = extras.build(context)
                 with gr.Tab(label("Image to text"), id="image_to_text", elem_id="tab_image_to_text"):
                     image_to_text.build(context, txt2img_panel, img2img_panel, tabs)
                 for tab in context.extensions.tabs:
@@ -148,6 +150,7 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     build_settings_tab(context)
             for source in (txt2img_panel, img2img_panel):
                 img2img.wire_send_to(source, img2img_panel, tabs)
+                extras.wire_send_to(source, extras_panel, tabs)
         return demo
     finally:
         reset_table(token)

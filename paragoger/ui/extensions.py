@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from paragoger import messages
+from paragoger.errors import UserError
+from paragoger.ext import git, install
 from paragoger.ext.api import Control
+from paragoger.ui import widgets
 from paragoger.ui.labels import label
 
 NO_SCRIPT = "None"
@@ -118,36 +122,134 @@ def _add_script(context, controls: ScriptControls, entry, tab: str, always_on: b
 
 # --- the Extensions tab -----------------------------------------------------------------------------------------
 
+def _git_cell(ext) -> str:
+    checkout = git.info(ext.path)
+    if checkout is None:
+        return "-"
+    where = html.escape(checkout.remote or label("no remote"))
+    branch = f" ({html.escape(checkout.branch)})" if checkout.branch else ""
+    return f'{where}{branch}<br><code title="{html.escape(checkout.commit)}">{html.escape(checkout.short)}</code>'
+
+
 def extensions_table_html(context) -> str:
     rows = []
     for ext in context.extensions.extensions:
         error = (f'<details><summary>{label("details")}</summary><pre>{html.escape(ext.error)}</pre></details>'
                  if ext.error else "")
+        note = f'<div class="ext-note">{html.escape(ext.note)}</div>' if ext.note else ""
         rows.append(f"<tr><td>{html.escape(ext.name)}</td><td>{html.escape(ext.version)}</td>"
                     f"<td>{html.escape(str(ext.api_version or '-'))}</td>"
-                    f"<td class=\"ext-status-{_slug(ext.status)}\">{html.escape(ext.status)}{error}</td>"
-                    f"<td>{html.escape(str(ext.path))}</td></tr>")
+                    f"<td class=\"ext-status-{_slug(ext.status)}\">{html.escape(ext.status)}{error}{note}</td>"
+                    f"<td>{_git_cell(ext)}</td><td>{html.escape(str(ext.path))}</td></tr>")
     if not rows:
         folders = ", ".join(html.escape(str(d)) for d in context.extensions.dirs)
         return f"<p>{label('No extensions found in')} {folders}.</p>"
-    head = "".join(f"<th>{label(h)}</th>" for h in ("Extension", "Version", "API", "Status", "Folder"))
+    head = "".join(f"<th>{label(h)}</th>" for h in ("Extension", "Version", "API", "Status", "Git", "Folder"))
     return f'<table id="extensions_table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _lines_html(lines: list[str], *, error: bool = False) -> str:
+    css = "paragoger-error" if error else "paragoger-note"
+    return "".join(f'<div class="{css}">{html.escape(line)}</div>' for line in lines)
 
 
 def build_extensions_tab(context) -> None:
     manager = context.extensions
-    names = [ext.name for ext in manager.extensions]
-    gr.HTML(extensions_table_html(context), elem_id="extensions_installed")
-    enabled = gr.CheckboxGroup(names, value=[ext.name for ext in manager.extensions if ext.enabled],
-                               label=label("Enabled extensions (applied at the next start)"),
-                               elem_id="extensions_enabled")
-    apply = gr.Button(label("Apply (restart the app to take effect)"), variant="primary",
-                      elem_id="extensions_apply")
-    result = gr.HTML(elem_id="extensions_result")
+    refusal = install.access_refusal(context.options)
+    allowed = not refusal
+    if refusal:
+        gr.HTML(widgets.error_html(refusal), elem_id="extensions_refused")
+    if manager.switched_off:
+        gr.HTML(_lines_html([manager.switched_off]), elem_id="extensions_switched_off")
+    with gr.Tabs(elem_id="extensions_tabs"):
+        with gr.Tab(label("Installed"), id="extensions_installed_tab", elem_id="extensions_installed_tab"):
+            table = gr.HTML(extensions_table_html(context), elem_id="extensions_installed")
+            enabled = gr.CheckboxGroup(_names(manager), value=_enabled(manager),
+                                       label=label("Enabled extensions (applied at the next start)"),
+                                       elem_id="extensions_enabled")
+            with gr.Row():
+                apply = gr.Button(label("Apply (takes effect at the next start)"), elem_id="extensions_apply")
+                restart = gr.Button(label("Apply and restart"), variant="primary", interactive=allowed,
+                                    elem_id="extensions_apply_restart")
+            with gr.Row():
+                to_update = gr.CheckboxGroup(_checkouts(manager), value=[], label=label(
+                    "Git checkouts to update (the new version is active after a restart)"),
+                    elem_id="extensions_to_update")
+                check = gr.Button(label("Check for updates"), interactive=allowed, elem_id="extensions_check")
+                update = gr.Button(label("Update"), interactive=allowed, elem_id="extensions_update")
+            result = gr.HTML(elem_id="extensions_result")
+        with gr.Tab(label("Install from URL"), id="extensions_install_tab", elem_id="extensions_install_tab"):
+            url = gr.Textbox(label=label("URL of the extension's git repository"),
+                             placeholder="https://github.com/owner/extension.git", elem_id="extension_install_url")
+            with gr.Row():
+                branch = gr.Textbox(label=label("Branch (optional)"), elem_id="extension_install_branch")
+                folder = gr.Textbox(label=label("Folder name (optional; taken from the URL)"),
+                                    elem_id="extension_install_name")
+            install_button = gr.Button(label("Install"), variant="primary", interactive=allowed,
+                                       elem_id="extension_install_button")
+            installed = gr.HTML(elem_id="extension_install_result")
+
+    def lists():
+        return (extensions_table_html(context), gr.update(choices=_names(manager), value=_enabled(manager)),
+                gr.update(choices=_checkouts(manager)))
 
     def save(chosen):
         chosen = set(chosen or [])
-        manager.set_enabled({name: name in chosen for name in names})
-        return label("Saved. Restart the app to apply.")
+        manager.set_enabled({name: name in chosen for name in _names(manager)})
+        return _lines_html([label("Saved. Restart the app to apply.")])
 
-    apply.click(save, inputs=enabled, outputs=result, api_visibility="private")
+    def save_and_restart(chosen):
+        try:
+            install.check_access(context.options)
+            save(chosen)
+            context.control.request("restart")
+        except UserError as err:
+            return widgets.error_html(str(err)), False
+        return _lines_html([messages.render("server_restarting")]), True
+
+    def check_for_updates():
+        try:
+            found = install.check_updates(manager, context.options)
+        except UserError as err:
+            return widgets.error_html(str(err)), gr.update()
+        lines = [c.message() for c in found] or [messages.render("extensions_no_checkouts")]
+        return _lines_html(lines), gr.update(choices=_checkouts(manager), value=[c.name for c in found if c.behind])
+
+    def update_chosen(chosen):
+        done, failed = [], []
+        for name in chosen or []:
+            try:
+                done.append(install.update(manager, context.options, name).message())
+            except UserError as err:
+                failed.append(f"{name}: {err}")
+        return (_lines_html(done) + _lines_html(failed, error=True), extensions_table_html(context),
+                gr.update(value=[]))
+
+    def install_from_url(url_text, branch_text, folder_text):
+        try:
+            done = install.install(manager, context.options, url_text, branch=branch_text, name=folder_text)
+        except UserError as err:
+            return (widgets.error_html(str(err)), *lists())
+        return (_lines_html([done.message()], error=bool(done.error)), *lists())
+
+    private = {"api_visibility": "private"}
+    apply.click(save, inputs=enabled, outputs=result, **private)
+    go = gr.Checkbox(False, visible=False, elem_id="extensions_restarting")  # read by the page's script below
+    restart.click(save_and_restart, inputs=enabled, outputs=[result, go], **private).then(
+        None, inputs=go, js="(go) => { if (go) window.paragogerAwaitRestart(); }", **private)
+    check.click(check_for_updates, outputs=[result, to_update], **private)
+    update.click(update_chosen, inputs=to_update, outputs=[result, table, to_update], **private)
+    install_button.click(install_from_url, inputs=[url, branch, folder],
+                         outputs=[installed, table, enabled, to_update], **private)
+
+
+def _names(manager) -> list[str]:
+    return [ext.name for ext in manager.extensions]
+
+
+def _enabled(manager) -> list[str]:
+    return [ext.name for ext in manager.extensions if ext.enabled]
+
+
+def _checkouts(manager) -> list[str]:
+    return [ext.name for ext in install.checkouts(manager)]

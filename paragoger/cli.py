@@ -26,6 +26,7 @@ class LaunchOptions:
     embeddings_dirs: tuple[Path, ...] = ()
     extensions_dirs: tuple[Path, ...] = ()
     outputs_dir: Path | None = None
+    upscaler_dirs: tuple[tuple[str, Path], ...] = ()   # (("ESRGAN", path), ...) from --esrgan-models-path ...
     ckpt: str | None = None
     device: str | None = None
     precision: str = "autocast"
@@ -44,6 +45,10 @@ class LaunchOptions:
     disable_all_extensions: bool = False
     disable_extra_extensions: bool = False
     extra: dict = field(default_factory=dict)
+
+
+# A1111's upscaler folder flags: --esrgan-models-path, --realesrgan-models-path, ...
+UPSCALER_FOLDER_FLAGS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT")
 
 
 def _auth_pairs(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -78,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--embeddings-dir", type=Path, action="append", default=[], help="extra embeddings folder")
     add("--extensions-dir", type=Path, action="append", default=[], help="extra extensions folder")
     add("--outdir", type=Path, default=None, help="outputs folder")
+    for kind in UPSCALER_FOLDER_FLAGS:
+        add(f"--{kind.lower()}-models-path", type=Path, default=None, dest=f"{kind.lower()}_models_path",
+            help=f"folder of {kind} upscaler models (replaces models/{kind})")
     add("--ckpt", default=None, help="checkpoint to load at start (name, title or path)")
     add("--device", default=None, help="cuda, cuda:1, mps or cpu (default: best available)")
     add("--precision", choices=["autocast", "full", "half", "bf16"], default="autocast")
@@ -122,6 +130,8 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         data_dir=ns.data_dir, models_dir=ns.models_dir, ckpt_dirs=tuple(ns.ckpt_dir),
         vae_dirs=tuple(ns.vae_dir), lora_dirs=tuple(ns.lora_dir), embeddings_dirs=tuple(ns.embeddings_dir),
         extensions_dirs=tuple(ns.extensions_dir), outputs_dir=ns.outdir, ckpt=ns.ckpt, device=ns.device,
+        upscaler_dirs=tuple((kind, getattr(ns, f"{kind.lower()}_models_path")) for kind in UPSCALER_FOLDER_FLAGS
+                            if getattr(ns, f"{kind.lower()}_models_path") is not None),
         precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, medvram=ns.medvram,
         lowvram=ns.lowvram, xformers=ns.xformers, download_default=ns.download_default,
         create_test_model=ns.create_test_model, queue_size=ns.queue_size,

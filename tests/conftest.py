@@ -214,6 +214,32 @@ def set_slider(page, elem_id: str, value: int) -> None:
 # ================================================================================================================
 
 # ================================================================================================================
+# upscale: tiny upscaler model files (paragoger/upscale/fixtures.py) in the data dir's A1111 folders
+# ================================================================================================================
+# upscaler_files -> {"esrgan": models/ESRGAN/4x-tiny-esrgan.pth (old ESRGAN keys, 4x),
+#                    "realesrgan": models/RealESRGAN/RealESRGAN_x4plus.pth (BasicSR keys in params_ema, 4x,
+#                                  listed as "R-ESRGAN 4x+"),
+#                    "compact": models/RealESRGAN/2x-tiny-compact.safetensors (SRVGGNetCompact, 2x)}
+# Written before the app_context is built, so the context lists them.
+
+
+@pytest.fixture
+def upscaler_files(data_dir):
+    from paragoger.upscale import fixtures
+
+    models = data_dir / "models"
+    return {
+        "esrgan": fixtures.write_esrgan(models / "ESRGAN" / "4x-tiny-esrgan.pth", scale=4, style="old"),
+        "realesrgan": fixtures.write_esrgan(models / "RealESRGAN" / "RealESRGAN_x4plus.pth", scale=4, style="new",
+                                            seed=1),
+        "compact": fixtures.write_compact(models / "RealESRGAN" / "2x-tiny-compact.safetensors", scale=2),
+    }
+
+# ================================================================================================================
+# end of upscale block
+# ================================================================================================================
+
+# ================================================================================================================
 # caption: tiny captioning models (paragoger/caption/fixtures.py), written once per session in A1111's layout
 # ================================================================================================================
 

@@ -1,5 +1,6 @@
-"""The unchanged `webuiapi` client (package index) against the real server. extra-single-image and interrogate
-are not here: they need upscaler and captioner models this app does not have yet."""
+"""The unchanged `webuiapi` client (package index) against the real server. interrogate is tested in
+test_api_interrogate.py (with the tiny captioning models). extra-single-image and extra-batch-images use the tiny
+upscaler files (conftest's upscaler_files)."""
 import threading
 import time
 
@@ -73,3 +74,28 @@ def test_progress_interrupt_and_skip(client):
     thread.join(60)
     info = results["r"].info
     assert info["interrupted"] is True and len(info["all_seeds"]) == 2
+
+
+@pytest.fixture
+def client_with_upscalers(upscaler_files, app_context, serve_app):
+    url = serve_app(app_context)
+    return webuiapi.WebUIApi(baseurl=url + "/sdapi/v1", sampler="Euler a", steps=3)
+
+
+def test_extra_single_image_with_a_model_upscaler(client_with_upscalers):
+    picture = Image.new("RGB", (40, 32), (30, 120, 200))
+    picture.info["parameters"] = "a lake\nSteps: 3, Sampler: Euler a, Seed: 7, Size: 40x32"
+    result = client_with_upscalers.extra_single_image(picture, upscaler_1="R-ESRGAN 4x+", upscaling_resize=2)
+    assert result.image.size == (80, 64)
+    assert result.info == "<p>Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+</p>"
+    assert client_with_upscalers.png_info(result.image).info.startswith("a lake\nSteps: 3, Sampler: Euler a")
+
+
+def test_extra_batch_images_scaled_to_a_size(client_with_upscalers):
+    pictures = [Image.new("RGB", (40, 32), (200, 30, 30)), Image.new("RGB", (16, 16), (30, 200, 30))]
+    result = client_with_upscalers.extra_batch_images(pictures, resize_mode=1, upscaling_resize_w=64,
+                                                      upscaling_resize_h=48, upscaling_crop=True,
+                                                      upscaler_1="2x-tiny-compact", upscaler_2="Lanczos",
+                                                      extras_upscaler_2_visibility=0.3)
+    assert [image.size for image in result.images] == [(64, 48), (64, 48)]
+    assert "Postprocess upscaler 2: Lanczos" in result.info

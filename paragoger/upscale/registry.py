@@ -25,6 +25,7 @@ class Upscaler:
     scale: float = 4.0                 # the model's native factor (what /sdapi/v1/upscalers reports)
     model_path: Path | None = None     # the file behind a model upscaler
     source: str = "builtin"            # "builtin", "model" or the extension's name
+    model_name: str | None = None      # the family A1111 reports as model_name ("ESRGAN", "RealESRGAN", ...)
 
     def upscale(self, image: Image.Image, scale: float) -> Image.Image:
         return self.upscale_fn(image, scale)
@@ -53,6 +54,12 @@ class UpscalerRegistry:
 
     def register(self, upscaler: Upscaler) -> None:
         self._by_name[upscaler.name] = upscaler
+
+    def replace_source(self, source: str, upscalers: list[Upscaler]) -> None:
+        """Drop every upscaler of ``source`` and register ``upscalers`` instead (a rescan of model folders)."""
+        self._by_name = {name: u for name, u in self._by_name.items() if u.source != source}
+        for upscaler in upscalers:
+            self.register(upscaler)
 
     def names(self) -> list[str]:
         return list(self._by_name)

@@ -279,6 +279,24 @@ def _wait_for(predicate, process, what: str, tries: int = 900):
     pytest.fail(f"gave up waiting for {what}")
 
 
+def test_restart_waits_until_the_queue_is_idle():
+    """What a restart waits for before re-executing: no job running and none waiting."""
+    import threading
+
+    from paragoger.core.jobs import JobQueue
+
+    release = threading.Event()
+    queue = JobQueue(lambda job: release.wait(60))
+    try:
+        running, waiting = queue.submit("first"), queue.submit("second")
+        assert queue.wait_idle(timeout=0) is False
+        release.set()
+        assert queue.wait_idle(timeout=60) is True
+        assert running.is_finished and waiting.is_finished
+    finally:
+        queue.stop()
+
+
 @pytest.mark.slow
 def test_restart_re_execs_the_app_and_loads_the_newly_enabled_extension(data_dir, source_repo, tmp_path):
     from paragoger.ext.loader import ExtensionManager

@@ -63,10 +63,24 @@ def assign_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], *,
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise ModelLoadError("checkpoint_incomplete", name=name, part=part, detail=detail)
-    cast = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in weights.items()}
+    # One tensor at a time, each source dropped as soon as its copy exists: with the file's own entries released
+    # (``release``), a fp16 file loading as fp32 never holds both precisions of a whole model.
+    cast = {}
+    for key in list(weights):
+        tensor = weights.pop(key)
+        cast[key] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+        del tensor
     module.load_state_dict(cast, strict=True, assign=True)
     # Buffers that are not saved (CLIP's position_ids) were created on the CPU; bring them along.
     return module.to(device).eval().requires_grad_(False)
+
+
+def release(state_dict: dict[str, torch.Tensor], prefix: str) -> None:
+    """Replace the entries under ``prefix`` with shape-only (meta) placeholders once a module has taken them:
+    their memory goes with the module's copy, and shape questions (configs) still get answers."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        tensor = state_dict[key]
+        state_dict[key] = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
 
 
 def build_unet(state_dict, config: dict, *, device, dtype, name: str) -> UNet2DConditionModel:
@@ -74,6 +88,7 @@ def build_unet(state_dict, config: dict, *, device, dtype, name: str) -> UNet2DC
         with init_empty_weights():
             unet = UNet2DConditionModel.from_config(config)
         weights = convert_ldm_unet_checkpoint(state_dict, config)
+        release(state_dict, UNET_PREFIX)
         return assign_weights(unet, weights, device=device, dtype=dtype, name=name, part="UNet")
 
 
@@ -94,6 +109,9 @@ def build_vae(state_dict, base: dict, *, device, dtype, name: str, yaml_config=N
         with init_empty_weights():
             vae = AutoencoderKL.from_config(config)
         weights = convert_ldm_vae_checkpoint(vae_sd, config)
+        del vae_sd
+        if prefix:
+            release(state_dict, prefix)
         return assign_weights(vae, weights, device=device, dtype=dtype, name=name, part="VAE")
 
 
@@ -118,6 +136,7 @@ def build_clip(state_dict, base: dict, *, prefix: str, device, dtype, name: str)
         model = _text_model(config, with_projection=False)
         outer = prefix.removesuffix("text_model.")
         weights = convert_ldm_clip_checkpoint({k: v for k, v in state_dict.items() if k.startswith(outer)})
+        release(state_dict, outer)
         return assign_weights(model, _flatten_for(model, weights), device=device, dtype=dtype, name=name,
                               part="text encoder")
 
@@ -140,6 +159,8 @@ def build_open_clip(state_dict, base: dict, *, prefix: str, penultimate: bool, w
         config = ldm_config.open_clip_config(sub, base, layers_used=used)
         model = _text_model(config, with_projection=with_projection)
         weights = convert_open_clip_checkpoint(model, {prefix + k: v for k, v in sub.items()}, prefix=prefix)
+        del sub
+        release(state_dict, prefix)
         return assign_weights(model, _flatten_for(model, weights), device=device, dtype=dtype, name=name,
                               part=part)
 

@@ -171,6 +171,18 @@ def test_bad_hires_requests_are_refused_with_a_reason(app_context, changes, mess
         app_context.engine.generate(request(**changes))
 
 
+@pytest.mark.parametrize("kind", ["sdxl", "sd1-inpaint"])
+def test_every_model_family_takes_the_hires_fix(app_context, tiny_model_file, kind):
+    import shutil
+
+    target = app_context.paths.default_checkpoint_dir() / f"{kind}.safetensors"
+    shutil.copyfile(tiny_model_file(kind, "safetensors"), target)
+    app_context.library.refresh()
+    for upscaler in ("Latent", "Lanczos"):
+        result = app_context.engine.generate(request(checkpoint=kind, hr_upscaler=upscaler, batch_size=2))
+        assert [item.image.size for item in result.images] == [(96, 96), (96, 96)]
+
+
 # --- infotext and paste ------------------------------------------------------------------------------------------
 
 def test_the_infotext_holds_a1111s_hires_fields_and_reads_back_into_the_same_picture(app_context):
@@ -226,7 +238,8 @@ def test_enable_hr_through_the_api(api):
             "Hires upscaler: Latent (antialiased)," in info["infotexts"][0])
     assert info["denoising_strength"] == 0.6
     refused = api.post("/txt2img", json={**body, "hr_upscaler": "Nope 4x"})
-    assert refused.status_code == 400 and "Unknown upscaler 'Nope 4x'" in refused.json()["detail"]
+    assert refused.status_code == 400
+    assert "Unknown upscaler 'Nope 4x'. Known upscalers: Latent, " in refused.json()["detail"]
     too_big = api.post("/txt2img", json={**body, "hr_scale": 70})
     assert too_big.status_code == 400 and "Upscale by must be" in too_big.json()["detail"]
     assert [mode["name"] for mode in api.get("/latent-upscale-modes").json()] == list(hires.LATENT_UPSCALE_MODES)
@@ -273,3 +286,4 @@ def test_paste_hires_parameters_then_generate_at_the_hires_size_in_the_page(app_
     page.wait_for_function("document.querySelector('#txt2img_gallery img').naturalWidth > 0")
     assert shown.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
     page.screenshot(path=str(app_context.paths.data_dir / "hires.png"), full_page=True)
+

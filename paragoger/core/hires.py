@@ -136,13 +136,21 @@ def sampler_and_schedule(request) -> tuple[str, str]:
             schedule if schedule and schedule != SAME_SCHEDULER else request.scheduler)
 
 
+def picture_upscaler(name: str | None, upscalers):
+    """The picture upscaler of that name; UserError naming every choice (latent modes too) when unknown."""
+    try:
+        return upscalers.get(name)
+    except UserError:
+        raise UserError("unknown_upscaler", name=name, known=", ".join(upscaler_names(upscalers))) from None
+
+
 def check(request, samplers, upscalers) -> None:
     """What needs the app's registries (UserError before anything is queued): the upscaler and the hires sampler
     and schedule type must exist."""
     if not wanted(request):
         return
     if latent_mode(request.hr_upscaler) is None:
-        upscalers.get(request.hr_upscaler)
+        picture_upscaler(request.hr_upscaler, upscalers)
     samplers.resolve(*sampler_and_schedule(request))
 
 
@@ -159,7 +167,7 @@ class HiresFix:
         self.steps = request.hr_second_pass_steps or request.steps
         self.strength = float(request.denoising_strength)
         self.latent_mode = latent_mode(request.hr_upscaler)
-        self.upscaler = None if self.latent_mode else engine.upscalers.get(request.hr_upscaler)
+        self.upscaler = None if self.latent_mode else picture_upscaler(request.hr_upscaler, engine.upscalers)
         self.upscaler_name = (self.upscaler.name if self.upscaler else
                               next(name for name, mode in LATENT_UPSCALE_MODES.items() if mode == self.latent_mode))
         self.first_sampler, self.first_schedule = sampler, schedule

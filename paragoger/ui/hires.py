@@ -13,7 +13,10 @@ from paragoger.ui.labels import label
 
 
 class HiresFixControls:
-    """Built inside the sampling controls (``build``), then wired to the panel's size sliders (``wire``)."""
+    """Built inside the sampling controls (``build``), then wired to the panel's size sliders (``wire``).
+
+    The upscaler and sampler take names not in their lists (pasted from another install's infotext), so the
+    generation can say which one is missing."""
 
     def __init__(self, context, tab: str = "txt2img"):
         self.context, self.tab = context, tab
@@ -27,7 +30,7 @@ class HiresFixControls:
             with gr.Row():
                 self.upscaler = gr.Dropdown(hires.upscaler_names(self.context.upscalers),
                                             value=hires.DEFAULT_UPSCALER, label=label("Upscaler"),
-                                            elem_id=f"{tab}_hr_upscaler")
+                                            elem_id=f"{tab}_hr_upscaler", allow_custom_value=True)
                 self.steps = gr.Slider(0, 150, value=0, step=1, label=label("Hires steps"),
                                        elem_id=f"{tab}_hires_steps")
                 self.denoising = gr.Slider(0, 1, value=hires.DEFAULT_DENOISING_STRENGTH, step=0.01,
@@ -43,12 +46,12 @@ class HiresFixControls:
                 with gr.Row():
                     self.sampler = gr.Dropdown([(label("Use same sampler"), hires.SAME_SAMPLER), *samplers],
                                                value=hires.SAME_SAMPLER, label=label("Hires sampling method"),
-                                               elem_id=f"{tab}_hr_sampler")
+                                               elem_id=f"{tab}_hr_sampler", allow_custom_value=True)
                     self.scheduler = gr.Dropdown([(label("Use same scheduler"), hires.SAME_SCHEDULER), *schedules],
                                                  value=hires.SAME_SCHEDULER, label=label("Hires schedule type"),
                                                  elem_id=f"{tab}_hr_scheduler")
-                    self.cfg = gr.Slider(0, 30, value=0, step=0.5, label=label("Hires CFG Scale (0: same as CFG Scale)"),
-                                         elem_id=f"{tab}_hr_cfg")
+                self.cfg = gr.Slider(0, 30, value=0, step=0.5, elem_id=f"{tab}_hr_cfg", label=label("Hires CFG Scale"),
+                                     info=label("0: the same as CFG Scale"))
                 self.prompt = gr.Textbox(label=label("Hires prompt"), lines=2, elem_id=f"{tab}_hr_prompt",
                                          placeholder=label("Leave empty to use the same prompt as in the first pass."))
                 self.negative_prompt = gr.Textbox(

@@ -112,6 +112,11 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
 
 SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
 
+# How the Settings tab titles the sections above (an extension's section is titled with its own name).
+SECTION_TITLES = {"sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
+                  "previews": "Live previews", "ui": "User interface", "upscaling": "Upscaling",
+                  "interrogate": "Interrogate"}
+
 
 class Settings:
     """Current option values. Thread-safe reads and writes; ``save`` writes config.json atomically."""

@@ -47,3 +47,51 @@ def test_messages_are_translated_by_id_and_a_broken_file_is_skipped(start_contex
     context.apply_options({"localization": "broken"})
     assert context.describe(error) == str(error)
     assert "Sampling steps" in labels_on_page(context)  # the page still builds
+
+
+def texts_the_app_labels() -> set[str]:
+    """Every English text that goes through ``label(...)``: literals in the UI code, setting labels and section
+    titles, and the built-in scripts' titles and input labels."""
+    import re
+    from pathlib import Path
+
+    from paragoger.scripts import builtin_scripts
+    from paragoger.settings import OPTION_SPECS, SECTION_TITLES
+
+    found = set(SECTION_TITLES.values()) | {spec.label for spec in OPTION_SPECS}
+    for path in (Path(__file__).resolve().parent.parent / "paragoger" / "ui").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r'label\(\s*"((?:[^"\\]|\\.)*)"\s*\)', text))
+        found |= set(re.findall(r"label\(\s*'((?:[^'\\]|\\.)*)'\s*\)", text))
+    for script in builtin_scripts():
+        found.add(script.title)
+        for is_img2img in (False, True):
+            found |= {control.label for control in script.ui(is_img2img).values()}
+    return {text.encode().decode("unicode_escape") if "\\" in text else text for text in found}
+
+
+def _strings(value) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()
+
+
+def test_the_shipped_chinese_localization_translates_the_page_and_has_no_stale_entries(start_context):
+    from paragoger import messages
+    from paragoger.localization import SHIPPED_DIR
+
+    table = json.loads((SHIPPED_DIR / "zh_CN.json").read_text(encoding="utf-8"))
+    context = start_context()
+    known = texts_the_app_labels()
+    stale = [key for key in table if key not in messages.ENGLISH and key not in known]
+    assert stale == [], stale  # every entry is a message id or a text the app labels
+
+    assert "zh_CN" in context.languages()
+    context.apply_options({"localization": "zh_CN"})
+    chinese_page = _strings(build_ui(context).config)
+    assert {"提示词", "迭代步数", "文生图", "图生图", "高分辨率修复 (Hires. fix)", "生成"} <= chinese_page
+    assert context.describe(UserError("steps_out_of_range", high=150, steps=999)).startswith("迭代步数必须")

@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.routing import Mount
 
 from paragoger import messages
 from paragoger.errors import UserError
+from paragoger.settings import SECTION_TITLES
 from paragoger.ui import widgets
 from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
@@ -89,7 +91,7 @@ def build_settings_tab(context) -> None:
         apply = gr.Button(label("Apply settings"), variant="primary", elem_id="settings_submit")
         result = gr.HTML(elem_id="settings_result")
         for section, specs in sections.items():
-            with gr.Accordion(label(section.capitalize()), open=True):
+            with gr.Accordion(label(SECTION_TITLES.get(section, section)), open=True):
                 for spec in specs:
                     value = context.settings[spec.key]
                     common = {"label": label(spec.label), "value": value, "elem_id": f"setting_{spec.key}"}
@@ -160,9 +162,15 @@ def mount_ui(app, context):
     """Mount the page at "/" of ``app`` (after the API routes, which a mount at "/" would otherwise shadow)."""
     demo = build_ui(context)
     demo.queue(default_concurrency_limit=1)
-    return gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
-                               css=widgets.CSS, head=page_scripts() + context.extensions.page_head(),
-                               footer_links=["api"])
+    app = gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
+                              css=widgets.CSS, head=page_scripts() + context.extensions.page_head(),
+                              footer_links=["api"])
+    # On restart or stop, end the page's heartbeat streams at once (Gradio's own stop signal) instead of
+    # letting the server wait for them.
+    for route in app.routes:
+        if isinstance(route, Mount) and hasattr(route.app, "stop_event"):
+            context.control.on_shutdown(route.app.stop_event.set)
+    return app
 
 
 def page_scripts() -> str:

@@ -67,7 +67,7 @@ def texts_the_app_labels() -> set[str]:
         found.add(script.title)
         for is_img2img in (False, True):
             found |= {control.label for control in script.ui(is_img2img).values()}
-    return {text.encode().decode("unicode_escape") if "\\" in text else text for text in found}
+    return {text.replace("\\\\", "\\") for text in found}  # a literal's "\\" is one backslash
 
 
 def _strings(value) -> set[str]:

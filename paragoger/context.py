@@ -85,7 +85,7 @@ class AppContext:
         self.extensions.engine = self.engine
         self.engine.extension_runner = self.extensions.generation
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
-        self.control = ServerControl()  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
+        self.control = ServerControl(self.queue)  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
 
     def startup(self) -> None:

@@ -36,3 +36,9 @@ class AccessRefusedError(UserError):
     """Refused by a rule of the app (e.g. installing extensions while listening beyond this machine)."""
 
     status = 403
+
+
+class UnavailableError(UserError):
+    """The app cannot take this now (it is restarting)."""
+
+    status = 503

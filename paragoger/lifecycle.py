@@ -1,10 +1,11 @@
 """Restart and stop, as asked from the Extensions tab or POST /sdapi/v1/server-restart (-stop, -kill).
 
 The AppContext owns one ServerControl; ``server.serve`` attaches the running uvicorn server to it. A request
-only marks what to do and tells uvicorn to exit: uvicorn stops accepting connections and lets the responses
-in flight finish (the one that asked for the restart included). Then ``after_serve`` waits until the job queue
-is idle (running and queued generations finish and are saved) and, for a restart, replaces this process with a
-fresh one started with the same interpreter and command line (``os.execv``: same process id, same terminal).
+marks what to do; the queue then takes no new jobs, and the server keeps serving while the jobs already queued
+finish (so the page still shows their progress and Interrupt still reaches them). Once the queue is idle uvicorn
+is told to exit: it stops accepting connections and lets the responses in flight finish. ``after_serve`` then,
+for a restart, replaces this process with a fresh one started with the same interpreter and command line
+(``os.execv``: same process id, same terminal).
 Everything is built again from the flags: extensions switched on, installed or updated load now.
 """
 from __future__ import annotations
@@ -14,13 +15,14 @@ import sys
 import threading
 import time
 
-from paragoger.errors import UserError
+from paragoger.errors import UnavailableError, UserError
 
 RESTART, STOP = "restart", "stop"
 
 
 class ServerControl:
-    def __init__(self):
+    def __init__(self, queue=None):
+        self.queue = queue  # the JobQueue that must be idle before the server goes down
         self.started_at = time.time()
         self.action: str | None = None
         self._server = None
@@ -51,9 +53,22 @@ class ServerControl:
         with self._lock:
             if self._server is None:
                 raise UserError("restart_unavailable")
+            first = self.action is None
             if self.action != STOP:  # a stop asked for wins over a restart
                 self.action = action
+        if not first:
+            return
+        if self.queue is None:
             self._server.should_exit = True
+            return
+        self.queue.refuse_new(UnavailableError("server_restarting_busy"))
+        threading.Thread(target=self._exit_when_idle, name="paragoger-restart", daemon=True).start()
+
+    def _exit_when_idle(self) -> None:
+        if not self.queue.wait_idle(timeout=0):
+            print(f"Waiting for running jobs to finish before the {self.action}…", flush=True)
+        self.queue.wait_idle()
+        self._server.should_exit = True
 
     def kill(self) -> None:
         """POST /sdapi/v1/server-kill: end the process at once, as A1111 does (nothing is waited for)."""
@@ -65,7 +80,6 @@ class ServerControl:
         """Called once the server has stopped serving: wait for the queue, then restart or simply return."""
         if self.action is None:
             return
-        print(f"Waiting for running jobs to finish before the {self.action}…", flush=True)
         context.queue.wait_idle()
         context.close()
         if self.action == RESTART:

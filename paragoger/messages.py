@@ -188,6 +188,8 @@ ENGLISH: dict[str, str] = {
     "server_restarting": "Restarting: the app starts again with the same command line; the page reloads when it "
                          "is back.",
     "server_stopping": "The app is stopping.",
+    "server_restarting_busy": "The app is restarting (or stopping) once the jobs already queued are done; it takes "
+                              "no new ones until then.",
 }
 
 

@@ -280,7 +280,7 @@ def _wait_for(predicate, process, what: str, tries: int = 900):
 
 
 def test_restart_waits_until_the_queue_is_idle():
-    """What a restart waits for before re-executing: no job running and none waiting."""
+    """What a restart waits for before the server goes down: no job running and none waiting."""
     import threading
 
     from paragoger.core.jobs import JobQueue
@@ -321,8 +321,17 @@ def test_restart_re_execs_the_app_and_loads_the_newly_enabled_extension(data_dir
             assert "hello from git" not in scripts()
 
             state.set_enabled({"hello-ext": True})  # what the tab's checkboxes save
+            long_job = api.post("/txt2img", json={"prompt": "long", "steps": 150, "width": 512, "height": 512,
+                                                  "async": True}).json()["job_id"]
+            _wait_for(lambda: api.get(f"/jobs/{long_job}").json()["state"] == "running", process, "the job")
             answer = api.post("/server-restart")
             assert answer.status_code == 200 and "Restarting" in answer.json()["detail"]
+            # Until the queue is idle the app keeps serving: progress and interrupt still reach the running job,
+            # and new work is refused with a reason.
+            assert api.get("/progress").json()["state"]["job"] == long_job
+            refused = api.post("/txt2img", json={"prompt": "more", "steps": 1, "width": 64, "height": 64})
+            assert refused.status_code == 503 and "restarting" in refused.json()["detail"]
+            assert api.post("/interrupt").status_code == 200
             _wait_for(lambda: "hello from git" in scripts(), process, "the restarted app")
             assert process.poll() is None  # the same process, re-executed in place
 

@@ -107,12 +107,15 @@ class JobQueue:
         self._current: Job | None = None
         self._cond = threading.Condition()
         self._stopping = False
+        self._refusal: UserError | None = None  # set while the app restarts: new jobs are refused with it
         self._worker = threading.Thread(target=self._work, name="paragoger-worker", daemon=True)
         self._worker.start()
 
     def submit(self, request: Any, kind: str = "txt2img", meta: dict | None = None) -> Job:
         job = Job(request=request, kind=kind, meta=dict(meta or {}))
         with self._cond:
+            if self._refusal is not None:
+                raise self._refusal
             if len(self._waiting) >= self._max_waiting:
                 raise QueueFullError("queue_full", size=len(self._waiting))
             self._waiting.append(job)
@@ -165,6 +168,11 @@ class JobQueue:
                 self._cond.notify_all()
                 return
         job.interrupt()
+
+    def refuse_new(self, error: UserError) -> None:
+        """From now on ``submit`` raises ``error`` (a restart lets the jobs already here finish, takes no more)."""
+        with self._cond:
+            self._refusal = error
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no job runs or waits (restart waits for this); False when ``timeout`` passed first."""

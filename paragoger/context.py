@@ -87,6 +87,7 @@ class AppContext:
         self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
         self.control = ServerControl(self.queue)  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
+        self._translations: tuple[str, dict] | None = None  # (language, table), see ``translations``
 
     def startup(self) -> None:
         """What happens once at start: a test model or the default download when asked for and none exists,
@@ -201,11 +202,24 @@ class AppContext:
         return [NO_LOCALIZATION, *sorted(localization_files(self.paths.data_dir, self.extensions.localizations()))]
 
     def translations(self) -> dict[str, str]:
-        """The chosen language's table (English text or message id -> translation); empty for English."""
+        """The chosen language's table (English text or message id -> translation); empty for English. Read
+        once per language (files edited while running apply after a restart, like the page's labels)."""
         from paragoger.localization import load_table, localization_files
 
-        files = localization_files(self.paths.data_dir, self.extensions.localizations())
-        return load_table(files.get(self.settings["localization"], []))
+        language = self.settings["localization"]
+        cached = self._translations
+        if cached is None or cached[0] != language:
+            files = localization_files(self.paths.data_dir, self.extensions.localizations())
+            cached = self._translations = (language, load_table(files.get(language, [])))
+        return cached[1]
+
+    def text(self, message_id: str, **params) -> str:
+        """A message (by id, see ``messages``) in the chosen language, for what handlers show while running."""
+        return messages.render(message_id, self.translations(), **params)
+
+    def translate(self, english: str) -> str:
+        """A label's text in the chosen language (``ui.labels.label`` does this while the page is built)."""
+        return self.translations().get(english, english)
 
     def describe(self, err: BaseException, catalogue: dict[str, str] | None = None) -> str:
         """An error as the page shows it: a UserError in the chosen language, anything else as it is."""

@@ -50,8 +50,8 @@ def test_messages_are_translated_by_id_and_a_broken_file_is_skipped(start_contex
 
 
 def texts_the_app_labels() -> set[str]:
-    """Every English text that goes through ``label(...)``: literals in the UI code, setting labels and section
-    titles, and the built-in scripts' titles and input labels."""
+    """Every English text that goes through ``label(...)`` or ``context.translate(...)``: literals in the UI code,
+    setting labels and section titles, and the built-in scripts' titles and input labels."""
     import re
     from pathlib import Path
 
@@ -61,8 +61,8 @@ def texts_the_app_labels() -> set[str]:
     found = set(SECTION_TITLES.values()) | {spec.label for spec in OPTION_SPECS}
     for path in (Path(__file__).resolve().parent.parent / "paragoger" / "ui").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
-        found |= set(re.findall(r'label\(\s*"((?:[^"\\]|\\.)*)"\s*\)', text))
-        found |= set(re.findall(r"label\(\s*'((?:[^'\\]|\\.)*)'\s*\)", text))
+        found |= set(re.findall(r'(?:label|translate)\(\s*"((?:[^"\\]|\\.)*)"\s*\)', text))
+        found |= set(re.findall(r"(?:label|translate)\(\s*'((?:[^'\\]|\\.)*)'\s*\)", text))
     for script in builtin_scripts():
         found.add(script.title)
         for is_img2img in (False, True):
@@ -95,3 +95,4 @@ def test_the_shipped_chinese_localization_translates_the_page_and_has_no_stale_e
     chinese_page = _strings(build_ui(context).config)
     assert {"提示词", "迭代步数", "文生图", "图生图", "高分辨率修复 (Hires. fix)", "生成"} <= chinese_page
     assert context.describe(UserError("steps_out_of_range", high=150, steps=999)).startswith("迭代步数必须")
+    assert context.translate("Settings saved.") == "设置已保存。"  # texts handlers show while running, too

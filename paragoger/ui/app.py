@@ -6,7 +6,6 @@ from pathlib import Path
 import gradio as gr
 from starlette.routing import Mount
 
-from paragoger import messages
 from paragoger.errors import UserError
 from paragoger.settings import SECTION_TITLES
 from paragoger.ui import widgets
@@ -34,7 +33,7 @@ def _selected_checkpoint(context) -> str | None:
 def _no_checkpoint_html(context) -> str:
     if _checkpoint_choices(context):
         return ""
-    text = messages.render("no_checkpoint", folder=context.paths.default_checkpoint_dir())
+    text = context.text("no_checkpoint", folder=context.paths.default_checkpoint_dir())
     return f'<div class="paragoger-notice">{text}</div>'
 
 
@@ -113,7 +112,7 @@ def build_settings_tab(context) -> None:
             context.apply_options(dict(zip(keys, values)))
         except UserError as err:
             return widgets.error_html(context.describe(err))
-        return label("Settings saved.")
+        return context.translate("Settings saved.")
 
     apply.click(save, inputs=list(widgets_by_key.values()), outputs=result, api_visibility="private")
 
@@ -126,7 +125,7 @@ def build_extension_tab(context, tab) -> None:
             tab.build()
     except Exception as err:
         context.extensions.report_error(tab.owner, err)
-        gr.HTML(widgets.error_html(messages.render("extension_tab_failed", name=tab.owner, reason=err)))
+        gr.HTML(widgets.error_html(context.text("extension_tab_failed", name=tab.owner, reason=err)))
 
 
 def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Blocks:

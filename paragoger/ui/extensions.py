@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from paragoger import messages
 from paragoger.errors import UserError
 from paragoger.ext import git, install
 from paragoger.ext.api import Control
@@ -196,7 +195,7 @@ def build_extensions_tab(context) -> None:
     def save(chosen):
         chosen = set(chosen or [])
         manager.set_enabled({name: name in chosen for name in _names(manager)})
-        return _lines_html([label("Saved. Restart the app to apply.")])
+        return _lines_html([context.translate("Saved. Restart the app to apply.")])
 
     def save_and_restart(chosen):
         try:
@@ -204,15 +203,15 @@ def build_extensions_tab(context) -> None:
             save(chosen)
             context.control.request("restart")
         except UserError as err:
-            return widgets.error_html(str(err)), False
-        return _lines_html([messages.render("server_restarting")]), True
+            return widgets.error_html(context.describe(err)), False
+        return _lines_html([context.text("server_restarting")]), True
 
     def check_for_updates():
         try:
             found = install.check_updates(manager, context.options)
         except UserError as err:
-            return widgets.error_html(str(err)), gr.update()
-        lines = [c.message() for c in found] or [messages.render("extensions_no_checkouts")]
+            return widgets.error_html(context.describe(err)), gr.update()
+        lines = [c.message() for c in found] or [context.text("extensions_no_checkouts")]
         return _lines_html(lines), gr.update(choices=_checkouts(manager), value=[c.name for c in found if c.behind])
 
     def update_chosen(chosen):
@@ -229,7 +228,7 @@ def build_extensions_tab(context) -> None:
         try:
             done = install.install(manager, context.options, url_text, branch=branch_text, name=folder_text)
         except UserError as err:
-            return (widgets.error_html(str(err)), *lists())
+            return (widgets.error_html(context.describe(err)), *lists())
         return (_lines_html([done.message()], error=bool(done.error)), *lists())
 
     private = {"api_visibility": "private"}

@@ -153,7 +153,8 @@ def run_request(context, request: GenerationRequest):
         if job.progress.preview_id != last_preview and job.progress.preview is not None:
             last_preview, preview = job.progress.preview_id, job.progress.preview
         status = context.job_status(job, include_image=False)
-        yield job, widgets.progress_html(status, position=position, running=context.queue.current), preview
+        yield job, widgets.progress_html(status, position=position, running=context.queue.current,
+                                                 catalogue=context.translations()), preview
     yield job, "", None
 
 

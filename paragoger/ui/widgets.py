@@ -70,25 +70,26 @@ def token_counter_html(tokens: int, limit: int) -> str:
     return f'<div class="paragoger-token-counter" title="tokens / limit">{tokens}/{limit}</div>'
 
 
-def progress_html(status: dict | None, *, position: int | None = None, running=None) -> str:
+def progress_html(status: dict | None, *, position: int | None = None, running=None,
+                  catalogue: dict | None = None) -> str:
     """The progress bar: queue position (and the job running meanwhile, ``running``: a Job) while waiting, then
-    step, ETA and a bar while sampling."""
+    step, ETA and a bar while sampling. ``catalogue``: the translation table in use."""
     if position is not None and position > 0:
-        text = messages.render("progress_queued", position=position)
+        text = messages.render("progress_queued", catalogue, position=position)
         if running is not None:
-            text += " · " + messages.render("progress_running_other", kind=running.kind,
+            text += " · " + messages.render("progress_running_other", catalogue, kind=running.kind,
                                             step=running.progress.step, total=running.progress.steps)
         return f'<div class="paragoger-progress" data-state="queued"><span>{html.escape(text)}</span></div>'
     if not status:
         return ""
     state = status.get("state", {})
     percent = int(round(100 * status.get("progress", 0.0)))
-    parts = [messages.render("progress_step", step=state.get("sampling_step", 0),
+    parts = [messages.render("progress_step", catalogue, step=state.get("sampling_step", 0),
                              total=state.get("sampling_steps", 0))]
     if state.get("job_count", 1) > 1:
         parts.insert(0, f"{state.get('job_no', 0) + 1}/{state.get('job_count', 1)}")
     if status.get("eta_relative"):
-        parts.append(messages.render("progress_eta", eta=f"{status['eta_relative']:.0f}s"))
+        parts.append(messages.render("progress_eta", catalogue, eta=f"{status['eta_relative']:.0f}s"))
     text = html.escape(" · ".join(parts))
     return (f'<div class="paragoger-progress" data-state="running" data-percent="{percent}">'
             f'<div class="paragoger-progress-bar" style="width:{percent}%"></div><span>{text}</span></div>')

@@ -9,7 +9,6 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from paragoger import messages
 from paragoger.core.extras import MAX_SCALE, MAX_TARGET_SIDE, RESIZE_BY, RESIZE_TO, ExtrasRequest
 from paragoger.core.jobs import FAILED
 from paragoger.errors import UserError
@@ -103,16 +102,16 @@ def build(context) -> ExtrasPanel:
                 request.images = [_open(image_path)]
             job = context.submit_extras(request)
         except UserError as err:
-            yield gr.update(), "", gr.update(), widgets.error_html(str(err))
+            yield gr.update(), "", gr.update(), widgets.error_html(context.describe(err))
             return
         except OSError as err:
             yield gr.update(), "", gr.update(), widgets.error_html(
-                messages.render("bad_image", field=label("Source"), reason=type(err).__name__))
+                context.text("bad_image", field=context.translate("Source"), reason=type(err).__name__))
             return
         while not job.wait(POLL_SECONDS):
             yield gr.update(), _progress_html(context, job), gr.update(), ""
         if job.state == FAILED:
-            yield gr.update(value=[]), "", "", widgets.error_html(str(job.error))
+            yield gr.update(value=[]), "", "", widgets.error_html(context.describe(job.error))
             return
         yield _gallery(job.result), "", _info_html(job.result), ""
 
@@ -135,7 +134,8 @@ def build(context) -> ExtrasPanel:
 def _progress_html(context, job) -> str:
     position = context.queue.position(job)
     if position > 0:
-        return widgets.progress_html(None, position=position)
+        return widgets.progress_html(None, position=position, running=context.queue.current,
+                                     catalogue=context.translations())
     p = job.progress
     percent = int(round(100 * p.job_no / max(1, p.job_count)))
     return (f'<div class="paragoger-progress" data-state="running" data-percent="{percent}">'
@@ -152,7 +152,7 @@ def _gallery(result) -> list:
 def _info_html(result) -> str:
     text = result.infotexts[0] if result.infotexts else ""
     if result.skipped or result.paths and not result.images:
-        lines = [messages.render("extras_batch_done", written=len(result.paths), folder=result.output_dir,
+        lines = [context.text("extras_batch_done", written=len(result.paths), folder=result.output_dir,
                                  skipped=len(result.skipped))]
         lines += [f"{name}: {reason}" for name, reason in result.skipped]
         text = "\n".join(lines + ([text] if text else []))

@@ -25,7 +25,7 @@ def _describe(context, picture, captioner: str):
     try:
         return context.interrogate(picture, captioner), ""
     except UserError as err:
-        return gr.update(), widgets.error_html(str(err))
+        return gr.update(), widgets.error_html(context.describe(err))
 
 
 def build(context, txt2img_panel, img2img_panel, tabs: gr.Tabs) -> None:

@@ -196,7 +196,6 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
     """"Process the folder": the tab's settings applied to every picture in a folder, with progress and a report."""
     from pathlib import Path
 
-    from paragoger import messages
     from paragoger.context import IMG2IMG_BATCH
     from paragoger.core.batch import BatchRequest
     from paragoger.core.jobs import FAILED
@@ -228,13 +227,14 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             return
         while not job.wait(generation.POLL_SECONDS):
             status = widgets.progress_html(context.job_status(job, include_image=False),
-                                           position=context.queue.position(job), running=context.queue.current)
+                                           position=context.queue.position(job), running=context.queue.current,
+                                           catalogue=context.translations())
             yield status, "", gr.update()
         if job.state == FAILED:
             yield "", widgets.error_html(context.describe(job.error)), gr.update()
             return
         report = job.result
-        lines = [messages.render("batch_done", written=len(report.written), folder=batch.output_dir,
+        lines = [context.text("batch_done", written=len(report.written), folder=batch.output_dir,
                                  skipped=len(report.skipped))]
         lines += [f"{name}: {reason}" for name, reason in report.skipped]
         yield "", "", widgets.infotext_html("\n".join(lines))

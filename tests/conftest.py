@@ -120,6 +120,25 @@ def app_context(data_dir):
     context.close()
 
 
+@pytest.fixture
+def start_context(data_dir):
+    """``start_context(*flags) -> AppContext`` on ``data_dir``, as app.py would build it with those flags (no
+    model loaded yet); every context made is closed after the test."""
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+
+    contexts = []
+
+    def start(*flags: str):
+        context = AppContext(parse_args(["--data-dir", str(data_dir), *flags], env={}))
+        contexts.append(context)
+        return context
+
+    yield start
+    for context in contexts:
+        context.close()
+
+
 def _free_port() -> int:
     import socket
 

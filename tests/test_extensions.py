@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paragoger.cli import parse_args
 from paragoger.context import AppContext
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
@@ -67,20 +66,6 @@ def extensions_dir(data_dir):
     folder = data_dir / "extensions"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-@pytest.fixture
-def start_context(data_dir):
-    contexts = []
-
-    def start(*flags: str) -> AppContext:
-        context = AppContext(parse_args(["--data-dir", str(data_dir), *flags], env={}))
-        contexts.append(context)
-        return context
-
-    yield start
-    for context in contexts:
-        context.close()
 
 
 def small_request(**changes) -> GenerationRequest:

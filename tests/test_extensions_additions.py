@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from paragoger.ext.api import ExtensionHandle
-from tests.test_extensions import (extensions_dir, generate, png_fields, start_context,  # noqa: F401
+from tests.test_extensions import (extensions_dir, generate, png_fields,  # noqa: F401
                                    write_extension)
 
 TOOLKIT = '''

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from tests.test_extensions import (extensions_dir, generate, png_fields, start_context,  # noqa: F401
+from tests.test_extensions import (extensions_dir, generate, png_fields,  # noqa: F401
                                    write_extension)
 
 

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from paragoger.cli import parse_args
-from paragoger.context import AppContext
 from paragoger.errors import AccessRefusedError, UserError
 from paragoger.ext import install
 
@@ -59,20 +58,6 @@ def source_repo(tmp_path):
 
 def url_of(repo: Path) -> str:
     return repo.resolve().as_uri()  # file:///...
-
-
-@pytest.fixture
-def start_context(data_dir):
-    contexts = []
-
-    def start(*flags: str) -> AppContext:
-        context = AppContext(parse_args(["--data-dir", str(data_dir), *flags], env={}))
-        contexts.append(context)
-        return context
-
-    yield start
-    for context in contexts:
-        context.close()
 
 
 def leftovers(folder: Path) -> list[str]:

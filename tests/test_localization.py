@@ -7,7 +7,7 @@ import shutil
 
 from paragoger.errors import UserError
 from paragoger.ui.app import build_ui
-from tests.test_extensions import EXAMPLE, extensions_dir, start_context  # noqa: F401
+from tests.test_extensions import EXAMPLE, extensions_dir  # noqa: F401
 
 
 def labels_on_page(context) -> set[str]:

@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from paragoger.caption.folders import compute_dtype, first_line
+from paragoger.caption.folders import load_pretrained
 from paragoger.core.devices import DeviceConfig
-from paragoger.errors import ModelLoadError
 
 
 @dataclass
@@ -29,14 +28,9 @@ class BlipCaptioner:
     def load(cls, folder: Path, device: DeviceConfig) -> "BlipCaptioner":
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        dtype = compute_dtype(device)
-        try:
-            model = BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=dtype)
-            processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
-        except Exception as error:  # transformers and safetensors raise many kinds for a broken folder
-            raise ModelLoadError("caption_model_unreadable", kind="BLIP", folder=folder,
-                                 reason=first_line(error)) from None
-        return cls(model.to(device.device).eval().requires_grad_(False), processor, device.device, dtype)
+        model, processor, dtype = load_pretrained(BlipForConditionalGeneration, BlipProcessor, folder, device,
+                                                  kind="BLIP")
+        return cls(model, processor, device.device, dtype)
 
     @torch.inference_mode()
     def describe(self, image: Image.Image, *, num_beams: int = 1, min_length: int = 24,

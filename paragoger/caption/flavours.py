@@ -15,9 +15,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from paragoger.caption.folders import compute_dtype, first_line
+from paragoger.caption.folders import load_pretrained
 from paragoger.core.devices import DeviceConfig
-from paragoger.errors import ModelLoadError
 
 # Lists in this order first (as A1111 writes them), any others after, by name.
 CATEGORY_ORDER = ("mediums", "artists", "movements", "trending", "flavors")
@@ -61,14 +60,8 @@ class ClipRanker:
     def load(cls, folder: Path, device: DeviceConfig) -> "ClipRanker":
         from transformers import CLIPModel, CLIPProcessor
 
-        dtype = compute_dtype(device)
-        try:
-            model = CLIPModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
-            processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
-        except Exception as error:  # transformers and safetensors raise many kinds for a broken folder
-            raise ModelLoadError("caption_model_unreadable", kind="CLIP", folder=folder,
-                                 reason=first_line(error)) from None
-        return cls(model.to(device.device).eval().requires_grad_(False), processor, device.device, dtype)
+        model, processor, dtype = load_pretrained(CLIPModel, CLIPProcessor, folder, device, kind="CLIP")
+        return cls(model, processor, device.device, dtype)
 
     @torch.inference_mode()
     def image_features(self, image: Image.Image) -> torch.Tensor:

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from paragoger.core.devices import DeviceConfig
+from paragoger.errors import ModelLoadError
 
 
 def model_folders(root: Path) -> list[Path]:
@@ -33,3 +34,15 @@ def first_line(error: BaseException) -> str:
     """A short reason for a message: the first line of the error, or its type."""
     text = str(error).strip()
     return text.splitlines()[0].rstrip(".") if text else type(error).__name__
+
+
+def load_pretrained(model_class, processor_class, folder: Path, device: DeviceConfig, *, kind: str):
+    """``(model, processor, dtype)`` from a transformers folder, offline, on the app's device and ready to run;
+    a broken folder is a ModelLoadError naming ``kind`` ("BLIP", "CLIP") and the folder."""
+    dtype = compute_dtype(device)
+    try:
+        model = model_class.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        processor = processor_class.from_pretrained(folder, local_files_only=True)
+    except Exception as error:  # transformers and safetensors raise many kinds for a broken folder
+        raise ModelLoadError("caption_model_unreadable", kind=kind, folder=folder, reason=first_line(error)) from None
+    return model.to(device.device).eval().requires_grad_(False), processor, dtype

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -141,3 +142,16 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         disable_all_extensions=ns.disable_all_extensions, disable_extra_extensions=ns.disable_extra_extensions,
         extra={"unknown": unknown},
     )
+
+
+def listens_beyond_localhost(options) -> bool:
+    """--listen, --share, or a --server-name that is not a loopback address or "localhost"."""
+    if options.share:
+        return True
+    host = (options.host or "").strip("[]")
+    if host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: it may well be reachable from elsewhere

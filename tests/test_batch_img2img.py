@@ -70,3 +70,35 @@ def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folde
         assert error == "" and (data_dir / "out" / "mine.png").exists()
     finally:
         context.close()
+
+
+def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_folder(data_dir, tmp_path):
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+    from paragoger.ui.app import build_ui
+    from paragoger.ui.tabs.extras import FOLDER
+    from tests.test_extensions_ui import handler
+
+    outside = tmp_path / "private"
+    outside.mkdir()
+    picture(seed=1).save(outside / "secret.png")
+    (data_dir / "in").mkdir()
+    picture(seed=2).save(data_dir / "in" / "mine.png")
+    context = AppContext(parse_args(["--data-dir", str(data_dir), "--listen"], env={}))
+    try:
+        run_extras = handler(build_ui(context), "run", "extras_batch_input_dir")
+
+        def run(input_dir, output_dir):
+            values = [{"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir}.get(
+                c.elem_id, FOLDER if c.get_block_name() == "state" and c.value == "single" else c.value)
+                for c in run_extras.inputs]
+            return list(run_extras.fn(*values))[-1]
+
+        for source, target in ((str(outside), "out"), ("in", str(outside / "out")), ("../../private", "")):
+            *_, error = run(source, target)
+            assert "outside" in error and "network" in error
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]
+        *_, error = run("in", "out")
+        assert error == "" and [p.name for p in (data_dir / "out").iterdir()]
+    finally:
+        context.close()

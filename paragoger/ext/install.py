@@ -8,7 +8,6 @@ Update: ``git fetch`` and a fast-forward to the upstream branch; the new version
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from paragoger import messages
+from paragoger.cli import listens_beyond_localhost
 from paragoger.errors import AccessRefusedError, NotFoundError, UserError
 from paragoger.ext import git
 
@@ -25,19 +25,6 @@ _SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:(?!/)\S")  # git@host:owner/repo.git 
 
 
 # --- the rule ---------------------------------------------------------------------------------------------------
-
-def listens_beyond_localhost(options) -> bool:
-    """--listen, --share, or a --server-name that is not a loopback address or "localhost"."""
-    if options.share:
-        return True
-    host = (options.host or "").strip("[]")
-    if host.lower() == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a host name: it may well be reachable from elsewhere
-
 
 def check_access(options) -> None:
     """The one place that decides whether installing, updating and restarting are allowed: refused (403) while

@@ -199,7 +199,7 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
     from paragoger.context import IMG2IMG_BATCH
     from paragoger.core.batch import BatchRequest
     from paragoger.core.jobs import FAILED
-    from paragoger.ext.install import listens_beyond_localhost
+    from paragoger.cli import listens_beyond_localhost
     from paragoger.ui import widgets
 
     common = panel.common_inputs()

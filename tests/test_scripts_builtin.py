@@ -89,6 +89,25 @@ def test_xyz_prompt_sr(app_context):
     assert len({cell.seed for cell in cells}) == 1
 
 
+def test_xyz_prompt_order_makes_every_order_of_the_listed_parts(app_context):
+    result = generate(app_context, prompt="a boat, red sky, calm sea, 4k", script_name="X/Y/Z plot",
+                      script_args={"x_type": "Prompt order", "x_values": "red sky, calm sea, a boat",
+                                   "include_lone_images": True})
+    assert sorted(cell.prompt for cell in result.images[1:]) == sorted([
+        "a boat, red sky, calm sea, 4k", "a boat, calm sea, red sky, 4k", "red sky, a boat, calm sea, 4k",
+        "red sky, calm sea, a boat, 4k", "calm sea, a boat, red sky, 4k", "calm sea, red sky, a boat, 4k"])
+    assert result.images[1].prompt == "red sky, calm sea, a boat, 4k"  # the order as listed comes first
+
+
+def test_xyz_variation_seed_and_strength_axes(app_context):
+    result = generate(app_context, script_name="X/Y/Z plot", seed=3,
+                      script_args={"x_type": "Var. seed", "x_values": "10, 11", "y_type": "Var. strength",
+                                   "y_values": "0, 0.5", "include_lone_images": True})
+    cells = result.images[1:]
+    assert [(cell.seed, cell.subseed) for cell in cells] == [(3, 10), (3, 11), (3, 10), (3, 11)]
+    assert "Variation seed strength: 0.5" in cells[2].infotext and "Variation seed: 10" in cells[2].infotext
+
+
 @pytest.mark.parametrize("args, expected", [
     ({"x_type": "Sampler", "x_values": "Euler, Nope sampler"}, "X axis (Sampler)"),
     ({"x_type": "Steps", "x_values": "1-5 (+0)"}, "X axis (Steps)"),

@@ -60,3 +60,19 @@ def test_xyz_from_the_http_api_with_arguments_by_name_and_by_position(api):
 
     bad = api.post("/txt2img", json={**base, "script_args": {"x_type": "Steps", "x_values": "ten"}})
     assert bad.status_code == 400 and "Steps" in bad.json()["detail"]
+
+
+def test_xyz_axis_numbers_as_automatic1111_clients_send_them(api):
+    """A1111's dropdown numbers differ between txt2img (4 Steps, 6 CFG Scale) and img2img (5 CFG Scale), and its
+    clients send all 18 inputs, "Use text inputs instead of dropdowns" last."""
+    base = {"prompt": "a lighthouse", "steps": 2, "width": CELL, "height": CELL, "sampler_name": "Euler", "seed": 5,
+            "script_name": "x/y/z plot"}
+    tail = [True, True, False, False, False, False, False, 0, False]
+    answer = api.post("/txt2img", json={**base, "script_args": [4, "1-2", [], 6, "3, 7", [], 0, "", [], *tail]})
+    assert answer.status_code == 200, answer.text
+    infotexts = json.loads(answer.json()["info"])["infotexts"]
+    assert "X Type: Steps" in infotexts[0] and "Y Type: CFG Scale" in infotexts[0]
+    assert [("Steps: 1" in t, "CFG scale: 7" in t) for t in infotexts[1:]] == [(True, False), (False, False),
+                                                                               (True, True), (False, True)]
+    unknown = api.post("/txt2img", json={**base, "script_args": [40, "1", [], 0, "", [], 0, "", [], *tail]})
+    assert unknown.status_code == 400 and "by name" in unknown.json()["detail"]

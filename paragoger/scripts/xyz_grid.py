@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -125,11 +126,14 @@ class Axis:
     aliases: tuple[str, ...] = ()
     choices: Callable[[Any], list[str]] | None = None
     expensive: bool = False                     # model loads: these axes change as rarely as possible
+    show: Callable[[Any], str] | None = None    # how a value reads in the legend (default: as typed)
 
     def format(self, value: Any) -> str:
         if self.label == "Nothing":
             return ""
-        if isinstance(value, tuple):
+        if self.show is not None:
+            value = self.show(value)
+        elif isinstance(value, tuple):
             value = "x".join(str(v) for v in value)
         elif isinstance(value, float):
             value = round(value, 8)
@@ -166,12 +170,36 @@ def _parse_prompt_sr(p, text: str) -> list[str]:
     return values
 
 
+def _parse_prompt_order(p, text: str) -> list[tuple[str, ...]]:
+    """Every order of the listed prompt parts (A1111's "Prompt order"): 3 parts make 6 cells."""
+    parts = split_list(text)
+    missing = [part for part in parts if part not in p.request.prompt]
+    if missing:
+        raise api.ScriptError(f"Prompt order did not find '{missing[0]}' in the prompt.")
+    return list(itertools.permutations(parts))
+
+
+def _prompt_order(changes: dict, order: tuple[str, ...], base) -> None:
+    """The prompt with the listed parts put into ``order``, each into the place where one of them stood."""
+    rest = changes.get("prompt", base.prompt)
+    gaps = []
+    for part in sorted(order, key=rest.index):
+        before, _, rest = rest.partition(part)
+        gaps.append(before)
+    changes["prompt"] = "".join(gap + part for gap, part in zip(gaps, order)) + rest
+
+
 AXES: list[Axis] = [
     Axis("Nothing", lambda p, text: [None], lambda changes, value, base: None),
     Axis("Seed", lambda p, text: parse_ints(text), _set("seed")),
+    Axis("Var. seed", lambda p, text: parse_ints(text), _set("subseed"), aliases=("Variation seed",)),
+    Axis("Var. strength", lambda p, text: parse_floats(text), _set("subseed_strength"),
+         aliases=("Variation strength",)),
     Axis("Steps", lambda p, text: parse_ints(text), _set("steps")),
     Axis("CFG Scale", lambda p, text: parse_floats(text), _set("cfg_scale"), aliases=("CFG",)),
+    Axis("Image CFG Scale", lambda p, text: parse_floats(text), _set("image_cfg_scale")),
     Axis("Prompt S/R", _parse_prompt_sr, None, labelled=False, aliases=("Prompt SR", "Prompt search/replace")),
+    Axis("Prompt order", _parse_prompt_order, _prompt_order, labelled=False, show=", ".join),
     Axis("Sampler", _parse_choice(lambda p: p.sampler_names(), "sampler", strict=False), _set("sampler_name"),
          labelled=False, choices=lambda p: p.sampler_names()),
     Axis("Schedule type", _parse_choice(lambda p: p.schedule_names(), "schedule type"), _set("scheduler"),
@@ -194,13 +222,29 @@ AXES: list[Axis] = [
 ]
 
 
-def find_axis(name: Any, axes: list[Axis] = AXES) -> Axis:
-    """An axis by dropdown name or alias (case-insensitive), or by its index in the dropdown."""
+# AUTOMATIC1111's API clients send the axis type as an index into its own dropdown, which differs between
+# txt2img and img2img. Its first entries have kept their places since 1.6; later ones moved between versions,
+# so only these are understood by number (anything else by name).
+A1111_AXIS_INDEX = {
+    "txt2img": ["Nothing", "Seed", "Var. seed", "Var. strength", "Steps", "Hires steps", "CFG Scale", "Prompt S/R",
+                "Prompt order", "Sampler", "Hires sampler", "Checkpoint name"],
+    "img2img": ["Nothing", "Seed", "Var. seed", "Var. strength", "Steps", "CFG Scale", "Image CFG Scale",
+                "Prompt S/R", "Prompt order", "Sampler", "Checkpoint name"],
+}
+
+
+def find_axis(name: Any, axes: list[Axis] = AXES, mode: str = "txt2img") -> Axis:
+    """An axis by dropdown name or alias (case-insensitive), or by its number in AUTOMATIC1111's dropdown for
+    ``mode`` (what its API clients send)."""
     if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
+        known = A1111_AXIS_INDEX.get(mode, A1111_AXIS_INDEX["txt2img"])
         index = int(name)
-        if 0 <= index < len(axes):
-            return axes[index]
-    elif name is None or str(name).strip() == "":
+        if 0 <= index < len(known):
+            name = known[index]
+        else:
+            raise api.ScriptError(f"X/Y/Z plot: axis number {index} is not one this app reads by number (0 to "
+                                  f"{len(known) - 1}, AUTOMATIC1111's order); give the axis by name.")
+    if name is None or str(name).strip() == "":
         return axes[0]
     else:
         key = str(name).strip().casefold()
@@ -255,11 +299,14 @@ class PlannedAxis:
             self.axis.apply(changes, self.values[index], base)
 
 
-def plan_axis(p, letter: str, type_name: Any, text: Any, dropdown: Any = None, axes: list[Axis] = AXES) -> PlannedAxis:
-    axis = find_axis(type_name, axes)
+def plan_axis(p, letter: str, type_name: Any, text: Any, dropdown: Any = None, axes: list[Axis] = AXES, *,
+              text_only: bool = False) -> PlannedAxis:
+    """One axis's values, parsed and checked; ``text_only``: read the values box even for an axis with choices
+    (A1111's "Use text inputs instead of dropdowns")."""
+    axis = find_axis(type_name, axes, p.request.mode)
     if axis.label == "Nothing":
         return PlannedAxis(axis, "", [None])
-    if isinstance(dropdown, (list, tuple)) and dropdown and axis.choices is not None:
+    if isinstance(dropdown, (list, tuple)) and dropdown and axis.choices is not None and not text_only:
         text = ",".join('"' + str(v).replace('"', '""') + '"' for v in dropdown)
     text = str(text or "")
     try:
@@ -355,12 +402,14 @@ class XYZPlot(api.Script):
             "vary_seeds_y": api.Checkbox("Vary seeds for Y", False),
             "vary_seeds_z": api.Checkbox("Vary seeds for Z", False),
             "margin_size": api.Slider("Grid margins (px)", 0, 500, 0, step=2),
+            "csv_mode": api.Checkbox("Use text inputs instead of dropdowns", False),
         }
 
     def plan(self, p, args) -> tuple[list[PlannedAxis], list[tuple[int, int, int, dict]]]:
         """The axes and every cell's request changes, each checked; raises ScriptError before any generation."""
         axes = [plan_axis(p, letter, args.get(f"{letter.lower()}_type"), args.get(f"{letter.lower()}_values"),
-                          args.get(f"{letter.lower()}_values_dropdown"), self.axes) for letter in "XYZ"]
+                          args.get(f"{letter.lower()}_values_dropdown"), self.axes,
+                          text_only=bool(args.get("csv_mode"))) for letter in "XYZ"]
         xs, ys, zs = axes
         count = len(xs.values) * len(ys.values) * len(zs.values)
         if count > MAX_CELLS:

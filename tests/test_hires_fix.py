@@ -287,3 +287,19 @@ def test_paste_hires_parameters_then_generate_at_the_hires_size_in_the_page(app_
     assert shown.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 96]
     page.screenshot(path=str(app_context.paths.data_dir / "hires.png"), full_page=True)
 
+
+
+def test_upscaler_files_added_while_the_page_is_open_are_offered_when_the_hires_options_open(app_context,
+                                                                                             open_page):
+    from playwright.sync_api import expect
+
+    from paragoger.upscale.fixtures import write_esrgan
+
+    page = open_page(app_context, height=1400)
+    folder = app_context.paths.esrgan_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    write_esrgan(folder / "fresh-4x.pth")
+    app_context.upscaler_models.refresh()  # what the Extras tab's refresh button and /refresh-upscalers do
+    page.click("#txt2img_enable_hr input")
+    page.click("#txt2img_hr_upscaler input")
+    expect(page.get_by_role("option", name="fresh-4x")).to_be_visible(timeout=30_000)

@@ -82,6 +82,10 @@ class HiresFixControls:
                           api_visibility="private", concurrency_limit=None, trigger_mode="always_last")
         self.enable.change(lambda on: gr.Accordion(open=bool(on)), inputs=self.enable, outputs=self.accordion,
                            show_progress="hidden", api_visibility="private", concurrency_limit=None)
+        # Upscaler files added since the page was built (Extras' refresh, /refresh-upscalers) show up here too.
+        self.accordion.expand(lambda: gr.Dropdown(choices=hires.upscaler_names(self.context.upscalers)),
+                              outputs=self.upscaler, show_progress="hidden", api_visibility="private",
+                              concurrency_limit=None)
         same = {"hr_sampler_name": hires.SAME_SAMPLER, "hr_scheduler": hires.SAME_SCHEDULER, "hr_cfg": 0}
         panel.extra["paste_fields"] = [
             (widget, key, lambda value, key=key: same.get(key, value) if value is None else value)

@@ -432,3 +432,56 @@ def test_lora_family_from_real_widths_and_headers():
     # The tensors win over a header that says otherwise.
     assert families({"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (8, 1280)},
                     {"ss_base_model_version": "sd_v1"}) == ("sdxl",)
+
+
+@pytest.mark.parametrize("axis, multiplier", [("input", 1.0), ("input", 0.5), ("output", 1.0)])
+def test_dora_renormalises_the_changed_weight_to_the_stored_magnitude(sd1, library, tmp_path, axis, multiplier):
+    """A DoRA file stores, beside the LoRA, the magnitude each input (LyCORIS's default) or output channel of the
+    changed weight must have. Here it is twice the norm of W + dW, so the weight becomes 2 (W + dW); the
+    multiplier moves the weight between W and that."""
+    path = nf.write_kohya_lora(tmp_path / "Lora" / "plain.safetensors", "sd1", rank=4, alpha=2.0)
+    name = "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_attn1_to_v"
+    weight = sd1.unet.up_blocks[1].attentions[0].transformer_blocks[0].attn1.to_v.weight
+    original = weight.detach().clone()
+    with safe_open(str(path), "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    down, up = state[f"{name}.lora_down.weight"].float(), state[f"{name}.lora_up.weight"].float()
+    merged = original + up @ down * 2.0 / 4
+    if axis == "input":
+        magnitude = 2 * merged.norm(dim=0, keepdim=True)    # [1, in]
+    else:
+        magnitude = 2 * merged.norm(dim=1, keepdim=True)    # [out, 1]
+    state[f"{name}.dora_scale"] = magnitude.half()
+    save_file(state, str(tmp_path / "Lora" / "dora.safetensors"))
+    lib = library()
+    before = snapshot(sd1)
+    with lib.apply(sd1, [(lib.find("dora"), multiplier, multiplier)]) as applied:
+        stored = magnitude.half().float() / magnitude  # the file keeps the magnitude in fp16
+        expected = original + multiplier * (merged * 2 * stored - original)
+        assert torch.allclose(weight, expected, atol=1e-4, rtol=1e-4)
+    assert applied[0].unsupported_keys == [] and applied[0].mismatched == []
+    assert changed(sd1, before) == set()
+
+
+def test_dora_magnitude_from_peft_files_is_per_output_channel(sd1, library, tmp_path):
+    """PEFT writes DoRA's magnitude as ``lora_magnitude_vector`` of shape [out]: 1.5 times the row norms of the
+    LoRA-changed weight makes each of those weights 1.5 times the plain LoRA's."""
+    path = nf.write_diffusers_lora(tmp_path / "Lora" / "peft.safetensors", "sd1", style="peft", alpha=8.0)
+    with safe_open(str(path), "pt") as f:
+        state, header = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    lib = library()
+    dora_modules = set()
+    with lib.apply(sd1, [(lib.find("peft"), 1.0, 1.0)]):
+        as_lora = {name: p.detach().clone() for name, p in sd1.unet.named_parameters()}
+        for key in [k for k in state if k.startswith("unet.") and k.endswith(".lora_A.weight")]:
+            module_name = key[len("unet."):-len(".lora_A.weight")]
+            weight = sd1.unet.get_submodule(module_name).weight.detach()
+            state[key.replace(".lora_A.weight", ".lora_magnitude_vector")] = 1.5 * weight.norm(dim=1)
+            dora_modules.add(module_name + ".weight")
+    save_file(state, str(tmp_path / "Lora" / "peft-dora.safetensors"), metadata=header)
+    lib = library()
+    with lib.apply(sd1, [(lib.find("peft-dora"), 1.0, 1.0)]) as applied:
+        for name, parameter in sd1.unet.named_parameters():
+            factor = 1.5 if name in dora_modules else 1.0
+            assert torch.allclose(parameter, factor * as_lora[name], atol=1e-5), name
+    assert dora_modules and applied[0].unsupported_keys == [] and applied[0].modules > 0

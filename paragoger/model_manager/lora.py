@@ -15,8 +15,12 @@ Formats read (safetensors; ``.pt``/``.ckpt`` only through the safe unpickler):
 * Network kinds: LoRA (linear, and convolutional "LoCon" including the CP/Tucker ``lora_mid`` form), LyCORIS
   LoHa (``hada_w1_a`` ..., with ``hada_t1/t2``), LoKr (``lokr_w1``/``lokr_w1_a/b``, ``lokr_w2``/``lokr_w2_a/b``,
   ``lokr_t2``) and full weight differences (``diff``, ``diff_b``). Scale: a ``scale`` key, else alpha/rank, else 1;
-  times the te or unet multiplier of the tag. Not supported (keys reported, never applied): DoRA
-  (``dora_scale``), IA3, OFT/BOFT, GLoRA, LyCORIS norm layers, per-module LoRA biases.
+  times the te or unet multiplier of the tag. DoRA (weight-decomposed LoRA: LyCORIS/kohya ``dora_scale``, PEFT
+  ``lora_magnitude_vector``) on any of these: the changed weight is renormalised to the stored magnitude, per
+  input channel (``dora_scale`` shaped ``[1, in, ...]``, LyCORIS's default) or per output channel (``[out, 1,
+  ...]`` or PEFT's ``[out]``), and the multiplier moves the weight between the original and that (as ComfyUI
+  applies DoRA). Not supported (keys reported, never applied): IA3, OFT/BOFT, GLoRA, LyCORIS norm layers,
+  per-module LoRA biases.
 
 How a LoRA is applied: its weight difference is added into the modules' weights in place, and the exact original
 tensor of every weight it changes is copied away first (to the CPU, so no GPU memory is held for it) and copied
@@ -75,6 +79,7 @@ _DIFFUSERS_PARTS = ((".lora_linear_layer.down.weight", "down"), (".lora_linear_l
                     (".lora.down.weight", "down"), (".lora.up.weight", "up"),
                     (".lora_A.weight", "down"), (".lora_B.weight", "up"),
                     (".lora_down.weight", "down"), (".lora_up.weight", "up"), (".lora_mid.weight", "mid"),
+                    (".lora_magnitude_vector.weight", "dora_scale"), (".lora_magnitude_vector", "dora_scale"),
                     (".alpha", "alpha"))
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 # kohya part names -> ours.
@@ -83,7 +88,7 @@ _KOHYA_PARTS = {"lora_down.weight": "down", "lora_up.weight": "up", "lora_mid.we
 _LOHA_PARTS = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"}
 _LOKR_PARTS = {"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"}
 _FULL_PARTS = {"diff", "diff_b"}
-_KNOWN_PARTS = {"down", "up", "mid", "alpha", "scale"} | _LOHA_PARTS | _LOKR_PARTS | _FULL_PARTS
+_KNOWN_PARTS = {"down", "up", "mid", "alpha", "scale", "dora_scale"} | _LOHA_PARTS | _LOKR_PARTS | _FULL_PARTS
 # Cross-attention context widths and text encoder widths of the real models.
 _CONTEXT_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
@@ -137,7 +142,7 @@ class LoraCall(NamedTuple):
 @dataclass
 class AppliedLora:
     """What applying one LoRA did. ``modules``: layers changed; ``unmatched_keys``: keys naming no layer of the
-    loaded model; ``unsupported_keys``: keys of kinds this app cannot apply (DoRA, IA3, OFT...);
+    loaded model; ``unsupported_keys``: keys of kinds this app cannot apply (IA3, OFT...);
     ``mismatched``: layers whose shape did not fit (skipped). ``layers``: layers in the file; ``found``: those
     naming a layer of the model; ``planned``: those with a non-zero multiplier."""
 
@@ -430,7 +435,28 @@ def layer_delta(parts: dict[str, torch.Tensor], weight: torch.Tensor) -> tuple[t
         scale = float(parts["alpha"]) / rank
     else:
         scale = 1.0
-    return delta * scale, bias
+    delta = delta * scale
+    if "dora_scale" in parts:
+        delta = _dora_delta(weight.to(torch.float32), delta, parts["dora_scale"])
+    return delta, bias
+
+
+def _dora_delta(weight: torch.Tensor, delta: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    """DoRA: ``weight + delta`` rescaled so that each input (or output) channel has the stored ``magnitude``;
+    returned as the difference from ``weight``."""
+    merged = weight + delta
+    out_features, in_features = weight.shape[0], weight.shape[1]
+    if magnitude.ndim == 1 or (magnitude.shape[0] == out_features and magnitude.numel() == out_features):
+        norm = merged.reshape(out_features, -1).norm(dim=1)                 # one per output channel
+        shape = (out_features,) + (1,) * (weight.ndim - 1)
+    elif magnitude.shape[0] == 1 and magnitude.numel() == in_features:
+        norm = merged.transpose(0, 1).reshape(in_features, -1).norm(dim=1)  # one per input channel
+        shape = (1, in_features) + (1,) * (weight.ndim - 2)
+    else:
+        raise _Skip("mismatched")
+    if magnitude.numel() != norm.numel():
+        raise _Skip("mismatched")
+    return merged * (magnitude.reshape(shape) / norm.reshape(shape).clamp_min(1e-12)) - weight
 
 
 # ------------------------------------------------------------------------------------------------ the library

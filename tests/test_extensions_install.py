@@ -346,3 +346,53 @@ def test_install_through_the_extensions_tab(open_page, start_context, source_rep
     page.click("#extensions_installed_tab-button")
     expect(page.locator("#extensions_table")).to_contain_text("restart needed")
     expect(page.locator("#extensions_enabled")).to_contain_text("hello-ext")
+
+
+@pytest.mark.slow
+def test_apply_and_restart_from_the_extensions_tab_reloads_the_page_with_the_extension_on(data_dir, tmp_path):
+    """Tick a switched-off extension, press Apply and restart: the app restarts itself and the page reloads by
+    itself, showing the extension loaded and its script in the txt2img tab."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from paragoger.ext.loader import ExtensionManager
+    from tests.conftest import CHROMIUM_ARGS
+
+    extensions = data_dir / "extensions"
+    shutil.copytree(REPO / "extensions" / "example", extensions / "example")
+    ExtensionManager([extensions], state_file=data_dir / "extensions.json", samplers=None,
+                     builtin_scripts=False).set_enabled({"example": False})
+    port = _free_port()
+    log = (tmp_path / "app.log").open("w")
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--data-dir", str(data_dir), "--port",
+                                str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "COMMANDLINE_ARGS": ""})
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_for(lambda: httpx.get(url + "sdapi/v1/scripts").status_code == 200, process, "the first start")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                                 args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url)
+            page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
+            page.click("#tab_extensions-button")
+            expect(page.locator("#extensions_installed")).to_contain_text("disabled")
+            page.locator("#extensions_enabled").get_by_label("example").check()
+            page.evaluate("window.beforeRestart = true")
+            page.click("#extensions_apply_restart")
+            expect(page.locator("#extensions_result")).to_contain_text("Restarting", timeout=30_000)
+            # the page reloads by itself once the new process answers
+            page.wait_for_function("!window.beforeRestart && document.querySelector('#txt2img_prompt textarea')",
+                                   timeout=180_000, polling=500)
+            page.wait_for_timeout(500)
+            page.click("#tab_extensions-button")
+            expect(page.locator("#extensions_installed")).to_contain_text("loaded")
+            browser.close()
+        assert process.poll() is None
+        assert "example stamp" in [s["name"] for s in httpx.get(url + "sdapi/v1/script-info").json()]
+    finally:
+        process.kill()
+        process.wait(30)
+        log.close()

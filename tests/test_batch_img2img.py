@@ -98,7 +98,9 @@ def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_fo
             *_, error = run(source, target)
             assert "outside" in error and "network" in error
         assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]
-        *_, error = run("in", "out")
+        (data_dir / "in" / "broken.png").write_bytes(b"not a picture")
+        *_, info, error = run("in", "out")
         assert error == "" and [p.name for p in (data_dir / "out").iterdir()]
+        assert "broken.png" in info  # reported, and the other picture was still done
     finally:
         context.close()

@@ -125,7 +125,10 @@ def test_an_extension_route_is_served_under_its_name_with_the_api_auth(extension
 
 def test_names_already_taken_fail_the_extension_and_leave_nothing_behind(extensions_dir, start_context):
     write_extension(extensions_dir, "clash", {"scripts/clash.py": '''
+        from diffusers import EulerDiscreteScheduler
+
         def setup(ext):
+            ext.register_sampler("Clash Euler", EulerDiscreteScheduler)
             ext.register_setting("clash_ok", 1, "Fine")
             ext.register_upscaler("Lanczos", lambda image, scale: image)
     '''})
@@ -133,6 +136,7 @@ def test_names_already_taken_fail_the_extension_and_leave_nothing_behind(extensi
     clash = context.extensions.get("clash")
     assert clash.status == "failed" and "Lanczos" in clash.error
     assert "clash_ok" not in context.options_snapshot()
+    assert "Clash Euler" not in [s["name"] for s in context.samplers.samplers()]
     assert generate(context).images
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from paragoger.errors import UserError
 from paragoger.ext import api, git
 from paragoger.ext.callbacks import CallbackRegistry
+from paragoger.ext.registrar import Clash, Pending, Registrar
 from paragoger.ext.scripts import BUILTIN, GenerationRun, ScriptRegistry, resolve_script_request
 
 MANIFEST = "extension.json"
@@ -85,22 +86,6 @@ class Extension:
                 "scripts": list(self.scripts), "samplers": list(self.samplers)}
 
 
-@dataclass
-class _Pending:
-    """What an extension registers while it loads; applied only when all of it loaded."""
-
-    samplers: list = field(default_factory=list)
-    schedules: list = field(default_factory=list)
-    scripts: list = field(default_factory=list)
-    callbacks: list = field(default_factory=list)
-    upscalers: list = field(default_factory=list)
-    captioners: list = field(default_factory=list)
-    settings: list = field(default_factory=list)
-    tabs: list = field(default_factory=list)
-    routes: list = field(default_factory=list)
-    xyz_axes: list = field(default_factory=list)
-
-
 def _safe_name(name: str) -> str:
     return re.sub(r"\W", "_", name) or "extension"
 
@@ -123,17 +108,14 @@ class ExtensionManager:
         self.switched_off = switched_off  # why no extension loads this run (--disable-all-extensions), or ""
         self.state_file = Path(state_file)
         self.samplers = samplers
-        self.upscalers = upscalers     # UpscalerRegistry extensions add to (None: registering one fails)
-        self.captioners = captioners   # CaptionerRegistry, likewise
-        self.settings = settings       # Settings extensions add options to
         self.services = services       # AppServices handed to extensions as ``ext.app``
-        self.tabs: list[api.ExtensionTab] = []
-        self.routes: list[api.ExtensionRoute] = []
         self.library = library
         self.args = list(args)
         self.engine = None
         self.callbacks = CallbackRegistry(self.report_error)
         self.scripts = ScriptRegistry()
+        self.registrar = Registrar(samplers=samplers, scripts=self.scripts, callbacks=self.callbacks,
+                                   upscalers=upscalers, captioners=captioners, settings=settings)
         self.extensions: list[Extension] = []
         self.unused_args: list[str] = []
         self._last_model = None
@@ -208,7 +190,7 @@ class ExtensionManager:
             raise _NotLoaded(INCOMPATIBLE, f"needs extension API {ext.api_version}; this app has {api.API_VERSION}")
         self._install(ext)
         ext.flags = self._preload(ext, used_args)
-        pending = _Pending()
+        pending = Pending()
         handle = api.ExtensionHandle(ext.name, ext.path, ext.flags, pending, app=self.services)
         for path in sorted((ext.path / "scripts").glob("*.py")):
             module = self._import(ext, path)
@@ -291,75 +273,21 @@ class ExtensionManager:
             raise
         return module
 
-    def _commit(self, ext: Extension, pending: _Pending) -> None:
-        """Check every name first, then register everything (nothing half-registered on a clash)."""
-        for spec in pending.samplers:
-            for name in (spec.name, *spec.aliases):
-                with contextlib.suppress(UserError):
-                    self.samplers.sampler(name)
-                    raise _NotLoaded(FAILED, f"sampler name '{name}' is already taken")
-        for spec in pending.schedules:
-            for name in (spec.name, spec.label, *spec.aliases):
-                if name and any(name.casefold() in (s["name"].casefold(), s["label"].casefold())
-                                for s in self.samplers.schedules()):
-                    raise _NotLoaded(FAILED, f"schedule type name '{name}' is already taken")
-        for script in pending.scripts:
-            if not isinstance(script, api.Script):
-                raise _NotLoaded(FAILED, f"{script!r} is not an api.Script")
-            if self.scripts.find(script.title) is not None:
-                raise _NotLoaded(FAILED, f"script title '{script.title}' is already taken")
-        for spec in pending.schedules:
-            self.samplers.register_schedule(spec)
-        for spec in pending.samplers:
-            self.samplers.register_sampler(spec)
-            ext.samplers.append(spec.name)
-        self._check_additions(pending)
-        for script in pending.scripts:
-            self.scripts.register(script, ext.name)
-            ext.scripts.append(script.title)
-        self._apply_additions(pending)
-        for kind, fn in pending.callbacks:
-            self.callbacks.add(kind, fn, owner=ext.name)
+    def _commit(self, ext: Extension, pending: Pending) -> None:
+        """Everything the extension registered, or nothing of it when one name is taken."""
+        try:
+            self.registrar.check(pending)
+        except Clash as clash:
+            raise _NotLoaded(FAILED, str(clash)) from None
+        ext.samplers, ext.scripts = self.registrar.add(ext.name, pending)
 
-    def _xyz_plot(self):
-        entry = self.scripts.find("X/Y/Z plot")
-        return entry.script if entry is not None and entry.owner == BUILTIN else None
+    @property
+    def tabs(self) -> list:
+        return self.registrar.tabs
 
-    def _check_additions(self, pending: _Pending) -> None:
-        """Upscalers, settings, tabs, routes and X/Y/Z axes: every name free before any is added."""
-        for upscaler in pending.upscalers:
-            if self.upscalers is None or upscaler.name.casefold() in map(str.casefold, self.upscalers.names()):
-                raise _NotLoaded(FAILED, f"upscaler name '{upscaler.name}' is already taken")
-        for captioner in pending.captioners:
-            if self.captioners is None or captioner.name.casefold() in map(str.casefold, self.captioners.names()):
-                raise _NotLoaded(FAILED, f"captioner name '{captioner.name}' is already taken")
-        for spec in pending.settings:
-            if self.settings is None or spec.key in {s.key for s in self.settings.specs()}:
-                raise _NotLoaded(FAILED, f"setting '{spec.key}' is already taken")
-            try:
-                spec.coerce(spec.default)
-            except UserError as err:
-                raise _NotLoaded(FAILED, f"setting '{spec.key}': {err}") from None
-        for route in pending.routes:
-            if any(r.owner == route.owner and r.path == route.path for r in self.routes):
-                raise _NotLoaded(FAILED, f"route '{route.path}' is registered twice")
-        taken = {name.casefold() for axis in (self._xyz_plot().axes if self._xyz_plot() else [])
-                 for name in (axis.label, *axis.aliases)}
-        for axis in pending.xyz_axes:
-            if self._xyz_plot() is None or axis.label.casefold() in taken:
-                raise _NotLoaded(FAILED, f"X/Y/Z axis '{axis.label}' is already taken")
-
-    def _apply_additions(self, pending: _Pending) -> None:
-        for upscaler in pending.upscalers:
-            self.upscalers.register(upscaler)
-        for captioner in pending.captioners:
-            self.captioners.register(captioner)
-        for spec in pending.settings:
-            self.settings.add_spec(spec)
-        self.tabs += pending.tabs
-        self.routes += pending.routes
-        for axis in pending.xyz_axes:
-            self._xyz_plot().add_axis(axis)
+    @property
+    def routes(self) -> list:
+        return self.registrar.routes
 
     # --- while running ------------------------------------------------------------------------------------------
     def add_installed(self, path: Path) -> Extension:

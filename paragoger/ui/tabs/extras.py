@@ -119,7 +119,7 @@ def build(context) -> ExtrasPanel:
         if job.state == FAILED:
             yield gr.update(value=[]), "", "", widgets.error_html(context.describe(job.error))
             return
-        yield _gallery(job.result), "", _info_html(job.result), ""
+        yield _gallery(job.result), "", _info_html(context, job.result), ""
 
     generate.click(run, inputs=[mode, image, files, input_dir, output_dir, show_results, resize_mode, scale, width,
                                 height, crop, upscaler_1, upscaler_2, visibility],
@@ -155,11 +155,11 @@ def _gallery(result) -> list:
     return [(image, None) for image in result.images]
 
 
-def _info_html(result) -> str:
+def _info_html(context, result) -> str:
     text = result.infotexts[0] if result.infotexts else ""
     if result.skipped or result.paths and not result.images:
         lines = [context.text("extras_batch_done", written=len(result.paths), folder=result.output_dir,
-                                 skipped=len(result.skipped))]
+                              skipped=len(result.skipped))]
         lines += [f"{name}: {reason}" for name, reason in result.skipped]
         text = "\n".join(lines + ([text] if text else []))
     return widgets.infotext_html(text)

@@ -63,6 +63,10 @@ def texts_the_app_labels() -> set[str]:
         text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r'(?:label|translate)\(\s*"((?:[^"\\]|\\.)*)"\s*\)', text))
         found |= set(re.findall(r"(?:label|translate)\(\s*'((?:[^'\\]|\\.)*)'\s*\)", text))
+    from paragoger.caption.interrogator import ClipInterrogator
+    from paragoger.caption.tagger import WdTagger
+
+    found |= {ClipInterrogator.title, WdTagger.title}  # captioner names in the Image to text tab
     for script in builtin_scripts():
         found.add(script.title)
         for is_img2img in (False, True):

@@ -1,7 +1,8 @@
 """The depth channel of SD 2.x depth checkpoints (512-depth-ema: a 5-channel UNet, latents + depth).
 
-The depth comes from an uploaded depth map (grey levels, white = near, as MiDaS and ControlNet-style depth maps
-are drawn) or from a depth estimator run on the picture. Either way it is made exactly as diffusers'
+The depth comes from, in order: an uploaded depth map (grey levels, white = near, as MiDaS and ControlNet-style
+depth maps are drawn); the checkpoint's own MiDaS model (512-depth-ema carries one, see ``model_manager.midas``);
+a depth estimator folder in ``models/depth``. Either way it is made exactly as diffusers'
 ``StableDiffusionDepth2ImgPipeline.prepare_depth_map`` makes it: resized to the latent size with bicubic
 interpolation, then stretched per picture to -1 (farthest) .. 1 (nearest).
 """
@@ -16,17 +17,21 @@ from paragoger.imaging.resize import resize_image
 
 
 def depth_conditioning(images: list[Image.Image], *, depth_map: Image.Image | None, estimators, resize_mode: int,
-                       latent_size: tuple[int, int], device, dtype, checkpoint: str) -> torch.Tensor:
+                       latent_size: tuple[int, int], device, dtype, checkpoint: str,
+                       own_estimator=None) -> torch.Tensor:
     """(N, 1, h, w) depth for the N pictures of a batch, at latent size ``(h, w)``.
 
-    An uploaded ``depth_map`` serves every picture and needs no estimator; otherwise ``estimators`` (a
-    ``DepthEstimators``, or None) must hold one, else the user is told where to put one.
+    An uploaded ``depth_map`` serves every picture and needs no estimator; otherwise the checkpoint's
+    ``own_estimator`` (a ``DepthEstimator``, or None) runs, else one from ``estimators`` (a ``DepthEstimators``, or
+    None), else the user is told where to put one.
     """
     if depth_map is not None:
         width, height = images[0].size
         depth = uploaded_depth(depth_map, width, height, resize_mode).expand(len(images), -1, -1)
     else:
-        estimator = estimators.get() if estimators is not None else None
+        estimator = own_estimator
+        if estimator is None and estimators is not None:
+            estimator = estimators.get()
         if estimator is None:
             folder = getattr(estimators, "folder", "models/depth")
             raise UserError("depth_estimator_missing", name=checkpoint, folder=folder)

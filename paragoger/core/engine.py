@@ -302,7 +302,8 @@ class Engine:
             factor, (width, height) = components.vae_scale_factor, images[0].size
             depth = depth_conditioning(images, depth_map=request.depth_map, estimators=self.depth_estimators,
                                        resize_mode=request.resize_mode, latent_size=(height // factor, width // factor),
-                                       device=device, dtype=dtype, checkpoint=components.info.name)
+                                       device=device, dtype=dtype, checkpoint=components.info.name,
+                                       own_estimator=components.extra.get("depth_estimator"))
         return img2img.prepare_start(
             components, scheduler, pixels=img2img.pil_to_tensor(images), seeds=batch.seeds,
             steps=request.steps, strength=request.denoising_strength, device=device, dtype=dtype,

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from paragoger.errors import ModelLoadError
-from paragoger.model_manager import configs, convert
+from paragoger.model_manager import configs, convert, midas
 from paragoger.model_manager.components import CheckpointInfo, Components
 from paragoger.model_manager.detect import (
     EPSILON,
@@ -113,6 +113,9 @@ def _load_single_file(info: CheckpointInfo, *, device, dtype, with_vae: bool) ->
              if (folder / sub).is_dir()}
     text_encoder, text_encoder_2 = convert.build_text_encoders(state_dict, detection.family, bases,
                                                                device=device, dtype=dtype, name=name)
+    # 512-depth-ema carries the MiDaS model it was trained with; a damaged one is left out (with a warning).
+    depth_estimator = midas.own_depth_estimator(state_dict, name=name, device=device) \
+        if detection.variant == "depth" else None
     del state_dict
     return Components(
         family=detection.family, variant=detection.variant, prediction_type=prediction,
@@ -121,7 +124,7 @@ def _load_single_file(info: CheckpointInfo, *, device, dtype, with_vae: bool) ->
         tokenizer_2=configs.tokenizer_from_folder(folder / "tokenizer_2") if text_encoder_2 is not None else None,
         scheduler_config=scheduler_config_for(folder, prediction), info=info,
         extra={"detection": detection, "config_folder": folder, "yaml": yaml_config is not None,
-               "metadata": metadata, "is_diffusers": False},
+               "metadata": metadata, "is_diffusers": False, "depth_estimator": depth_estimator},
     )
 
 

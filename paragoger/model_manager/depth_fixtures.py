@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
-from paragoger.model_manager.fixtures import _fill
+from paragoger.model_manager.fixtures import _fill, ldm_state_dict, tiny_model
+from paragoger.model_manager.midas import CONFIG_FOLDER, MIDAS_PREFIX
 
 # Only sizes are small; the layout (4 ViT stages read out, reassembled and fused, depth head) is DPT's own.
 _TINY_DPT = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64,
@@ -60,15 +61,9 @@ _TINY_HYBRID = {"hidden_size": 48, "num_hidden_layers": 4, "intermediate_size": 
 _TINY_BIT = {"embedding_size": 32, "depths": [1, 1, 2], "hidden_sizes": [128, 128, 256, 512]}
 
 
-def _config_folder() -> Path:
-    from paragoger.model_manager.midas import CONFIG_FOLDER  # the project's copy of the real config
-
-    return CONFIG_FOLDER
-
-
 def tiny_hybrid_depth_estimator(seed: int = 0) -> DPTForDepthEstimation:
     """A DPT-Hybrid (``is_hybrid=True``: BiT ResNet stem + ViT) at tiny widths, weights drawn from ``seed``."""
-    config = json.loads((_config_folder() / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((CONFIG_FOLDER / "config.json").read_text(encoding="utf-8"))
     config.update(_TINY_HYBRID)
     config["backbone_config"].update(_TINY_BIT)
     generator = torch.Generator().manual_seed(seed)
@@ -83,7 +78,7 @@ def tiny_hybrid_depth_estimator(seed: int = 0) -> DPTForDepthEstimation:
 
 def hybrid_processor(model: DPTForDepthEstimation) -> DPTImageProcessor:
     """The real dpt-hybrid-midas preprocessing at ``model``'s input size."""
-    settings = json.loads((_config_folder() / "preprocessor_config.json").read_text(encoding="utf-8"))
+    settings = json.loads((CONFIG_FOLDER / "preprocessor_config.json").read_text(encoding="utf-8"))
     settings.pop("image_processor_type")
     size = model.config.image_size
     return DPTImageProcessor(**{**settings, "size": {"height": size, "width": size}})
@@ -169,9 +164,6 @@ def write_depth_checkpoint(path: Path, *, seed: int = 0, depth_seed: int = 0, wi
 
     ``drop``: MiDaS key prefixes to leave out (a damaged depth part).
     """
-    from paragoger.model_manager.fixtures import ldm_state_dict, tiny_model
-    from paragoger.model_manager.midas import MIDAS_PREFIX
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = ldm_state_dict(tiny_model("sd2-depth", seed))

@@ -1,5 +1,7 @@
-"""Batch img2img over folders: every picture processed under its own name, a broken file reported and skipped."""
+"""Batch img2img over folders: every picture processed under its own name, a broken file reported and skipped; and,
+with the app shared on the network, the batch folders of the page stay inside the data folder."""
 import numpy as np
+import pytest
 from PIL import Image
 
 from paragoger.context import IMG2IMG_BATCH
@@ -38,69 +40,65 @@ def test_a_missing_input_folder_is_a_clear_error(app_context, tmp_path):
     assert isinstance(job.error, UserError) and "does not exist" in str(job.error)
 
 
-def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folder(data_dir, tmp_path):
-    """With --listen a visitor types folder names into the page: outside the data folder is refused, relative
-    names start in the data folder, and nothing is read or written elsewhere."""
-    from paragoger.cli import parse_args
-    from paragoger.context import AppContext
+@pytest.fixture
+def shared_on_the_network(data_dir, start_context, tmp_path):
+    """An app started with --listen, its page built; a private folder outside the data folder holding a secret
+    picture, and ``in/`` inside the data folder holding one to process. Yields (page blocks, private folder)."""
     from paragoger.ui.app import build_ui
-    from tests.test_extensions_ui import handler
 
     outside = tmp_path / "private"
     outside.mkdir()
     picture(seed=1).save(outside / "secret.png")
     (data_dir / "in").mkdir()
     picture(seed=2).save(data_dir / "in" / "mine.png")
-    context = AppContext(parse_args(["--data-dir", str(data_dir), "--listen"], env={}))
-    try:
-        process = handler(build_ui(context), "process", "img2img_batch_input_dir")
-
-        def run(input_dir, output_dir):
-            folders = {"img2img_batch_input_dir": input_dir, "img2img_batch_output_dir": output_dir,
-                       "img2img_steps": 2, "img2img_width": 64, "img2img_height": 64}
-            values = [folders.get(c.elem_id, c.preprocess(c.value) if c.get_block_name() == "radio" else c.value)
-                      for c in process.inputs]
-            return list(process.fn(*values))[-1]
-
-        for source, target in ((str(outside), "out"), ("in", str(outside / "out")), ("../../private", "out")):
-            _, error, _ = run(source, target)
-            assert "outside" in error and "network" in error
-        assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]
-        _, error, report = run("in", "out")
-        assert error == "" and (data_dir / "out" / "mine.png").exists()
-    finally:
-        context.close()
+    yield build_ui(start_context("--listen")), outside
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]  # nothing read into or written there
 
 
-def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_folder(data_dir, tmp_path):
-    from paragoger.cli import parse_args
-    from paragoger.context import AppContext
-    from paragoger.ui.app import build_ui
+OUTSIDE_TRIES = (("{outside}", "out"), ("in", "{outside}/out"), ("../../private", "out"))
+
+
+def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folder(shared_on_the_network,
+                                                                                 data_dir):
+    """With --listen a visitor types folder names into the page: outside the data folder is refused, relative
+    names start in the data folder."""
+    from tests.test_extensions_ui import handler
+
+    demo, outside = shared_on_the_network
+    process = handler(demo, "process", "img2img_batch_input_dir")
+
+    def run(input_dir, output_dir):
+        folders = {"img2img_batch_input_dir": input_dir, "img2img_batch_output_dir": output_dir,
+                   "img2img_steps": 2, "img2img_width": 64, "img2img_height": 64}
+        values = [folders.get(c.elem_id, c.preprocess(c.value) if c.get_block_name() == "radio" else c.value)
+                  for c in process.inputs]
+        return list(process.fn(*values))[-1]
+
+    for source, target in OUTSIDE_TRIES:
+        _, error, _ = run(source.format(outside=outside), target.format(outside=outside))
+        assert "outside" in error and "network" in error
+    _, error, report = run("in", "out")
+    assert error == "" and (data_dir / "out" / "mine.png").exists()
+
+
+def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_folder(shared_on_the_network,
+                                                                                    data_dir):
     from paragoger.ui.tabs.extras import FOLDER
     from tests.test_extensions_ui import handler
 
-    outside = tmp_path / "private"
-    outside.mkdir()
-    picture(seed=1).save(outside / "secret.png")
-    (data_dir / "in").mkdir()
-    picture(seed=2).save(data_dir / "in" / "mine.png")
-    context = AppContext(parse_args(["--data-dir", str(data_dir), "--listen"], env={}))
-    try:
-        run_extras = handler(build_ui(context), "run", "extras_batch_input_dir")
+    demo, outside = shared_on_the_network
+    run_extras = handler(demo, "run", "extras_batch_input_dir")
 
-        def run(input_dir, output_dir):
-            values = [{"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir}.get(
-                c.elem_id, FOLDER if c.get_block_name() == "state" and c.value == "single" else c.value)
-                for c in run_extras.inputs]
-            return list(run_extras.fn(*values))[-1]
+    def run(input_dir, output_dir):
+        values = [{"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir}.get(
+            c.elem_id, FOLDER if c.get_block_name() == "state" and c.value == "single" else c.value)
+            for c in run_extras.inputs]
+        return list(run_extras.fn(*values))[-1]
 
-        for source, target in ((str(outside), "out"), ("in", str(outside / "out")), ("../../private", "")):
-            *_, error = run(source, target)
-            assert "outside" in error and "network" in error
-        assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]
-        (data_dir / "in" / "broken.png").write_bytes(b"not a picture")
-        *_, info, error = run("in", "out")
-        assert error == "" and [p.name for p in (data_dir / "out").iterdir()]
-        assert "broken.png" in info  # reported, and the other picture was still done
-    finally:
-        context.close()
+    for source, target in OUTSIDE_TRIES:
+        *_, error = run(source.format(outside=outside), target.format(outside=outside))
+        assert "outside" in error and "network" in error
+    (data_dir / "in" / "broken.png").write_bytes(b"not a picture")
+    *_, info, error = run("in", "out")
+    assert error == "" and [p.name for p in (data_dir / "out").iterdir()]
+    assert "broken.png" in info  # reported, and the other picture was still done

@@ -282,6 +282,11 @@ class ExtensionManager:
         ext.samplers, ext.scripts = self.registrar.add(ext.name, pending)
 
     @property
+    def upscalers(self):
+        """The app's UpscalerRegistry (scripts check and list upscaler names through it)."""
+        return self.registrar.upscalers
+
+    @property
     def tabs(self) -> list:
         return self.registrar.tabs
 

@@ -111,6 +111,7 @@ def output_panel(panel: GenerationPanel) -> None:
     tab = panel.tab
     panel.progress = gr.HTML(elem_id=f"{tab}_progress")
     panel.gallery = gr.Gallery(label=label("Output"), format="png", columns=2, height=520, type="filepath",
+                               object_fit="contain",
                                elem_id=f"{tab}_gallery", interactive=False)
     with gr.Row():
         panel.extra["send_to_img2img"] = gr.Button(label("Send to img2img"), elem_id=f"{tab}_send_to_img2img",

@@ -100,3 +100,22 @@ def test_the_shipped_chinese_localization_translates_the_page_and_has_no_stale_e
     assert {"提示词", "迭代步数", "文生图", "图生图", "高分辨率修复 (Hires. fix)", "生成"} <= chinese_page
     assert context.describe(UserError("steps_out_of_range", high=150, steps=999)).startswith("迭代步数必须")
     assert context.translate("Settings saved.") == "设置已保存。"  # texts handlers show while running, too
+
+
+def test_every_translated_message_fills_the_same_blanks_as_the_english():
+    """A translated message must name exactly the values the English one does ({name}, {folder}, ...): a missing
+    one loses information, an extra one cannot be filled."""
+    import string
+
+    from paragoger import messages
+    from paragoger.localization import SHIPPED_DIR
+
+    def blanks(text: str) -> set[str]:
+        return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+    for path in SHIPPED_DIR.glob("*.json"):
+        table = json.loads(path.read_text(encoding="utf-8"))
+        for key, english in messages.ENGLISH.items():
+            if key in table:
+                assert blanks(table[key]) == blanks(english), (path.name, key)
+                assert messages.render(key, table, **{name.split("!")[0]: "x" for name in blanks(english)})

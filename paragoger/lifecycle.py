@@ -18,6 +18,7 @@ import time
 from paragoger.errors import UnavailableError, UserError
 
 RESTART, STOP = "restart", "stop"
+ANSWER_GRACE_S = 1.5
 
 
 class ServerControl:
@@ -68,6 +69,10 @@ class ServerControl:
         if not self.queue.wait_idle(timeout=0):
             print(f"Waiting for running jobs to finish before the {self.action}…", flush=True)
         self.queue.wait_idle()
+        # Let the answer to the click or request that asked for this reach the page first: the page's event
+        # streams are closed as soon as shutting down starts, and without that answer the page would not know
+        # to wait for the restarted app and reload.
+        time.sleep(ANSWER_GRACE_S)
         self._server.should_exit = True
 
     def kill(self) -> None:

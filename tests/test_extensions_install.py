@@ -392,6 +392,12 @@ def test_apply_and_restart_from_the_extensions_tab_reloads_the_page_with_the_ext
             browser.close()
         assert process.poll() is None
         assert "example stamp" in [s["name"] for s in httpx.get(url + "sdapi/v1/script-info").json()]
+        # server-kill ends the process at once (A1111's route), with nothing waited for
+        try:
+            httpx.post(url + "sdapi/v1/server-kill", timeout=30)
+        except httpx.TransportError:
+            pass  # the process may be gone before the answer is sent
+        assert process.wait(timeout=60) == 0
     finally:
         process.kill()
         process.wait(30)

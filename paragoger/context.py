@@ -12,7 +12,7 @@ import psutil
 
 from paragoger import messages
 from paragoger.caption import default_captioners
-from paragoger.cli import LaunchOptions
+from paragoger.cli import LaunchOptions, listens_beyond_localhost
 from paragoger.core.batch import run_batch
 from paragoger.core.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
@@ -193,6 +193,13 @@ class AppContext:
             encoder = PromptEncoder(current, embeddings=self.embeddings.for_components(current))
             counts = [encoder.token_count(text) for text in texts]
         return max(counts)
+
+    def folders_from_page(self, **folders) -> dict:
+        """Folders typed into the page's batch tabs. On this machine only they are taken as typed; while the
+        app is shared on the network they must be inside the data folder (UserError otherwise)."""
+        if not listens_beyond_localhost(self.options):
+            return folders
+        return self.paths.inside_data_dir(folders)
 
     # Localization --------------------------------------------------------------------------------------------
     def languages(self) -> list[str]:

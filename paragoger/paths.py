@@ -96,15 +96,20 @@ class Paths:
             if target != root and root not in target.parents:
                 raise UserError("path_outside_folder", key=key, value=value, folder=str(root))
 
-    def check_batch_folders(self, input_dir: Path, output_dir: Path, mask_dir: Path | None) -> None:
-        """For an app shared on the network: img2img batch folders typed into the page must be inside the data
-        folder, so a visitor cannot read or write the rest of the machine (UserError otherwise)."""
+    def inside_data_dir(self, folders: dict[str, Path | None]) -> dict[str, Path | None]:
+        """Folders a visitor typed into the page (``{"input": ..., "output": ...}``), for an app shared on the
+        network: each must be inside the data folder (relative names start there), else UserError; returned
+        resolved against the data folder."""
         from paragoger.errors import UserError
 
         root = self.data_dir.resolve()
-        for what, folder in (("input", input_dir), ("output", output_dir), ("mask", mask_dir)):
+        inside = {}
+        for what, folder in folders.items():
             if folder is None:
+                inside[what] = None
                 continue
             target = (root / Path(folder)).resolve()
             if target != root and root not in target.parents:
                 raise UserError("batch_folder_outside", what=what, folder=str(folder), root=str(root))
+            inside[what] = target
+        return inside

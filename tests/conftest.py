@@ -228,6 +228,12 @@ def set_slider(page, elem_id: str, value: int) -> None:
     box.fill(str(value))
     box.press("Enter")
 
+
+def set_small_generation(page, tab: str, steps: int = 3, size: int = 64) -> None:
+    """A quick generation on the page: ``steps`` sampling steps at ``size`` x ``size`` pixels in ``tab``."""
+    for slider, value in ((f"{tab}_steps", steps), (f"{tab}_width", size), (f"{tab}_height", size)):
+        set_slider(page, slider, value)
+
 # ================================================================================================================
 # end of core and app block
 # ================================================================================================================

@@ -6,7 +6,7 @@ from PIL import Image
 
 from paragoger.imaging.infotext import format_infotext
 from paragoger.imaging.metadata import read_infotext
-from tests.conftest import set_slider
+from tests.conftest import set_slider, set_small_generation
 
 
 @pytest.fixture
@@ -59,8 +59,7 @@ def test_send_to_extras_puts_the_generated_picture_into_the_extras_tab(page, app
     from playwright.sync_api import expect
 
     page.fill("#txt2img_prompt textarea", "a blue door")
-    for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
-        set_slider(page, slider, value)
+    set_small_generation(page, "txt2img", steps=3)
     page.click("#txt2img_generate")
     expect(page.locator("#txt2img_html_info")).to_contain_text("a blue door", timeout=60_000)
     page.click("#txt2img_send_to_extras")

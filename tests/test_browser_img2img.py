@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import set_slider
+from tests.conftest import set_slider, set_small_generation
 
 
 @pytest.fixture
@@ -19,8 +19,7 @@ def test_paint_a_mask_stroke_and_inpaint(page, app_context):
     from playwright.sync_api import expect
 
     page.fill("#txt2img_prompt textarea", "a calm harbour")
-    for slider, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):
-        set_slider(page, slider, value)
+    set_small_generation(page, "txt2img", steps=2)
     page.click("#txt2img_generate")
     expect(page.locator("#txt2img_html_info")).to_contain_text("Size: 64x64", timeout=60_000)
     started = list((app_context.paths.outputs_dir / "txt2img-images").rglob("*.png"))
@@ -62,8 +61,7 @@ def test_send_to_img2img_carries_the_picture_and_its_parameters(page, app_contex
     from playwright.sync_api import expect
 
     page.fill("#txt2img_prompt textarea", "a red kite")
-    for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
-        set_slider(page, slider, value)
+    set_small_generation(page, "txt2img", steps=3)
     page.locator("#txt2img_seed input").fill("321")
     page.click("#txt2img_generate")
     expect(page.locator("#txt2img_html_info")).to_contain_text("Seed: 321", timeout=60_000)
@@ -89,8 +87,7 @@ def test_batch_tab_processes_a_folder_and_reports_a_broken_file(page, app_contex
     page.click("#img2img_batch_tab-button")
     page.fill("#img2img_batch_input_dir textarea", str(source))
     page.fill("#img2img_batch_output_dir textarea", str(tmp_path / "out"))
-    for slider, value in (("img2img_steps", 3), ("img2img_width", 64), ("img2img_height", 64)):
-        set_slider(page, slider, value)
+    set_small_generation(page, "img2img", steps=3)
     page.click("#img2img_batch_run")
     info = page.locator("#img2img_html_info")
     expect(info).to_contain_text("1 pictures written", timeout=60_000)

@@ -3,7 +3,7 @@
 Playwright drives Debian's chromium (never Playwright's own browser download)."""
 import pytest
 
-from tests.conftest import set_slider
+from tests.conftest import set_slider, set_small_generation
 
 
 @pytest.fixture
@@ -92,8 +92,7 @@ def test_lora_card_inserts_its_tag_and_the_weighted_prompt_generates(app_context
     page.locator("#txt2img_lora_cards").get_by_text("paper_cut").first.click()
     expect(page.locator("#txt2img_prompt textarea")).to_have_value(
         "(masterpiece:1.2), a paper fox <lora:paper_cut:1>", timeout=30_000)
-    for slider, value in (("txt2img_steps", 3), ("txt2img_width", 64), ("txt2img_height", 64)):
-        set_slider(page, slider, value)
+    set_small_generation(page, "txt2img", steps=3)
     page.click("#txt2img_generate")
     info = page.locator("#txt2img_html_info")
     expect(info).to_contain_text('Lora hashes: "paper_cut: ', timeout=60_000)

@@ -9,7 +9,6 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from paragoger.cli import listens_beyond_localhost
 from paragoger.core.extras import MAX_SCALE, MAX_TARGET_SIDE, RESIZE_BY, RESIZE_TO, ExtrasRequest
 from paragoger.core.jobs import FAILED
 from paragoger.errors import UserError
@@ -93,13 +92,10 @@ def build(context) -> ExtrasPanel:
             if mode_name == FOLDER:
                 if not (folder_in or "").strip():
                     raise UserError("extras_no_image")
-                request.input_dir = Path(folder_in.strip())
-                request.output_dir = Path(folder_out.strip()) if (folder_out or "").strip() else None
-                if listens_beyond_localhost(context.options):  # a visitor on the network types these names
-                    context.paths.check_batch_folders(request.input_dir, request.output_dir, None)
-                    request.input_dir = context.paths.data_dir / request.input_dir
-                    if request.output_dir is not None:
-                        request.output_dir = context.paths.data_dir / request.output_dir
+                folders = context.folders_from_page(
+                    input=Path(folder_in.strip()),
+                    output=Path(folder_out.strip()) if (folder_out or "").strip() else None)
+                request.input_dir, request.output_dir = folders["input"], folders["output"]
                 request.show_extras_results = bool(show)
             elif mode_name == BATCH:
                 request.images = [_open(path) for path in file_paths or []]

@@ -199,7 +199,6 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
     from paragoger.context import IMG2IMG_BATCH
     from paragoger.core.batch import BatchRequest
     from paragoger.core.jobs import FAILED
-    from paragoger.cli import listens_beyond_localhost
     from paragoger.ui import widgets
 
     common = panel.common_inputs()
@@ -215,12 +214,9 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             settings_only[1] = placeholder  # the folder supplies the pictures; validate the rest now
             request = fill_request(request, settings_only).copy(init_images=[placeholder])
             request.validate()
-            batch = BatchRequest(request, Path(source_in), Path(source_out or source_in + "-out"),
-                                 Path(source_masks) if source_masks else None)
-            if listens_beyond_localhost(context.options):
-                context.paths.check_batch_folders(batch.input_dir, batch.output_dir, batch.mask_dir)
-                batch = BatchRequest(request, *(context.paths.data_dir / folder if folder is not None else None
-                                                for folder in (batch.input_dir, batch.output_dir, batch.mask_dir)))
+            folders = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
+                                                mask=Path(source_masks) if source_masks else None)
+            batch = BatchRequest(request, folders["input"], folders["output"], folders["mask"])
             job = context.queue.submit(batch, kind=IMG2IMG_BATCH)
         except UserError as err:
             yield "", widgets.error_html(context.describe(err)), gr.update()

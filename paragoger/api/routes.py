@@ -130,11 +130,6 @@ def run_job(context, request: GenerationRequest):
     return job.result
 
 
-def check_request_paths(context, changes: dict[str, Any] | None) -> None:
-    """Refuse output folders outside the outputs folder with 400 before anything is queued."""
-    context.paths.check_output_settings(changes)
-
-
 def wants_async(body) -> bool:
     """Beyond A1111: ``"async": true`` in a txt2img/img2img body answers a job id at once."""
     return bool((body.model_extra or {}).get("async"))
@@ -191,7 +186,7 @@ def build_router(context) -> APIRouter:
     def check(request: GenerationRequest) -> GenerationRequest:
         """What can be refused before queueing: 4xx at once, never a job that fails later."""
         request.validate()
-        check_request_paths(context, request.override_settings)
+        context.paths.check_output_settings(request.override_settings)  # 400 before queueing
         unknown_styles = [name for name in request.styles if name not in context.styles]
         if unknown_styles:
             raise UserError("unknown_style", name=", ".join(unknown_styles))
@@ -343,8 +338,7 @@ def build_router(context) -> APIRouter:
 
     @router.post("/options")
     def set_options(changes: dict[str, Any] = Body(...)):
-        check_request_paths(context, changes)
-        context.apply_options(changes)
+        context.apply_options(changes)  # checks the output folders it changes
         return {}
 
     @router.get("/loras")

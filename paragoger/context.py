@@ -137,20 +137,21 @@ class AppContext:
             return self.captioners.caption(name, picture, self.settings.as_dict())
         return self.extensions.run_generation(job.request, job)
 
-    def select_checkpoint(self, name: str, vae: str | None = None):
-        """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
-        job = self.queue.run((name, vae), kind=LOAD_MODEL)
+    def run_and_wait(self, request, kind: str):
+        """Queue ``request`` as a job of ``kind``, wait for it, and return its result (or raise its error)."""
+        job = self.queue.run(request, kind=kind)
         if job.error is not None:
             raise job.error
         return job.result
 
+    def select_checkpoint(self, name: str, vae: str | None = None):
+        """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
+        return self.run_and_wait((name, vae), LOAD_MODEL)
+
     def run_in_worker(self, fn):
         """``fn()`` run by the job worker, between generations (device work for extensions: model upscalers...);
         its result, or its error raised."""
-        job = self.queue.run(lambda job: fn(), kind=CALL)
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return self.run_and_wait(lambda job: fn(), CALL)
 
     def interrogate(self, image, captioner: str | None = "clip") -> str:
         """The text captioner ``captioner`` gives ``image``, through the queue (models load on the device while no
@@ -158,10 +159,7 @@ class AppContext:
         self.captioners.get(captioner)
         if image is None:
             raise UserError("caption_image_missing")
-        job = self.queue.run((captioner, image), kind=CAPTION)
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return self.run_and_wait((captioner, image), CAPTION)
 
     def submit_extras(self, request) -> Job:
         """Check an ExtrasRequest (unknown upscaler, absurd scale -> UserError now) and queue it."""
@@ -169,11 +167,7 @@ class AppContext:
 
     def run_extras(self, request):
         """Upscale through the queue and wait: the ExtrasResult, or the job's error raised."""
-        job = self.submit_extras(request)
-        job.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return self.run_and_wait(request.validate(self.upscalers), EXTRAS)
 
     def token_count(self, prompt: str, steps: int = 20) -> tuple[int, int]:
         """What the prompt box counter shows: tokens of the longest scheduled text, and the chunk limit."""

@@ -122,14 +122,6 @@ def images_response(result: GenerationResult, body: dict[str, Any], context) -> 
     return {"images": images, "parameters": body, "info": json.dumps(info, ensure_ascii=False)}
 
 
-def run_job(context, request: GenerationRequest):
-    """Queue the request, wait for it (A1111's synchronous behaviour), and raise its error if it failed."""
-    job = context.queue.run(request, kind=request.mode)
-    if job.state == FAILED:
-        raise job.error
-    return job.result
-
-
 def wants_async(body) -> bool:
     """Beyond A1111: ``"async": true`` in a txt2img/img2img body answers a job id at once."""
     return bool((body.model_extra or {}).get("async"))

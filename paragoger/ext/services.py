@@ -21,10 +21,7 @@ class AppServices:
 
         request = GenerationRequest(**fields)
         request.validate()
-        job = self._context.queue.run(request)
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return self._context.run_and_wait(request, request.mode)
 
     def upscale(self, image, scale: float, upscaler: str = "Lanczos"):
         """``image`` (PIL) enlarged ``scale`` times by the upscaler of that name (run by the app's worker, between

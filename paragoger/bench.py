@@ -55,7 +55,7 @@ def _measure(args, workdir: Path) -> dict:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from paragoger.core.devices import choose_device
+    from paragoger.devices import choose_device
     from paragoger.core.engine import Engine
     from paragoger.core.jobs import Job
     from paragoger.core.request import GenerationRequest

@@ -14,7 +14,7 @@ from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
 from paragoger.core.batch import run_batch
-from paragoger.core.devices import DeviceConfig, choose_device
+from paragoger.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.extras import extras_output_dir, run_extras
 from paragoger.core.jobs import CALL, Job, JobQueue
@@ -123,7 +123,9 @@ class AppContext:
             components = self.engine.load_model(checkpoint, vae, self.settings)
             self.settings.update({"sd_model_checkpoint": components.info.title})
             self.extensions.notify_model(components)
-            return components
+            # The checkpoint's description, never its modules: finished jobs are kept for GET /jobs/{id}, and a
+            # job holding the modules kept every switched-away model in memory (issue 10).
+            return components.info
         if job.kind == EXTRAS:
             return run_extras(job.request, self.upscalers, output_dir=extras_output_dir(self.paths, self.settings),
                               extension=self.settings["samples_format"], jpeg_quality=self.settings["jpeg_quality"],
@@ -145,7 +147,8 @@ class AppContext:
         return job.result
 
     def select_checkpoint(self, name: str, vae: str | None = None):
-        """Load a checkpoint through the queue (so it never races a running generation) and remember it."""
+        """Load a checkpoint through the queue (so it never races a running generation) and remember it; returns
+        its CheckpointInfo."""
         return self.run_and_wait((name, vae), LOAD_MODEL)
 
     def run_in_worker(self, fn):

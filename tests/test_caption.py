@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from paragoger.caption import CaptionerRegistry, default_captioners, fixtures
 from paragoger.caption.flavours import load_categories
 from paragoger.caption.tags import TagOptions, format_tags
-from paragoger.core.devices import choose_device
+from paragoger.devices import choose_device
 from paragoger.errors import ModelLoadError, NotFoundError, UserError
 from paragoger.paths import CONFIGS_DIR
 

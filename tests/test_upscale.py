@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from paragoger.cli import parse_args
 from paragoger.context import EXTRAS, AppContext
-from paragoger.core.devices import choose_device
+from paragoger.devices import choose_device
 from paragoger.core.extras import ExtrasRequest
 from paragoger.errors import UserError
 from paragoger.imaging.metadata import read_infotext

@@ -7,7 +7,7 @@ from pathlib import Path
 from paragoger.caption.interrogator import ClipInterrogator
 from paragoger.caption.registry import Captioner, CaptionerRegistry, flatten_rgb
 from paragoger.caption.tagger import WdTagger
-from paragoger.core.devices import DeviceConfig
+from paragoger.devices import DeviceConfig
 from paragoger.paths import CONFIGS_DIR
 
 BLIP_FOLDER, CLIP_FOLDER, TAGGER_FOLDER, LISTS_FOLDER = "BLIP", "CLIP", "deepbooru", "interrogate"

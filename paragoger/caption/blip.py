@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from paragoger.caption.folders import load_pretrained
-from paragoger.core.devices import DeviceConfig
+from paragoger.devices import DeviceConfig
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from paragoger.caption.folders import load_pretrained
-from paragoger.core.devices import DeviceConfig
+from paragoger.devices import DeviceConfig
 
 # Lists in this order first (as A1111 writes them), any others after, by name.
 CATEGORY_ORDER = ("mediums", "artists", "movements", "trending", "flavors")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from paragoger.core.devices import DeviceConfig
+from paragoger.devices import DeviceConfig
 from paragoger.errors import ModelLoadError
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from paragoger.caption.blip import BlipCaptioner
 from paragoger.caption.flavours import ClipRanker, load_categories
 from paragoger.caption.folders import first_model_folder
-from paragoger.core.devices import DeviceConfig, free_memory
+from paragoger.devices import DeviceConfig, free_memory
 from paragoger.errors import UserError
 
 

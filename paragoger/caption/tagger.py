@@ -18,7 +18,7 @@ from PIL import Image
 
 from paragoger.caption.folders import compute_dtype, first_line, first_model_folder
 from paragoger.caption.tags import TagOptions, format_tags
-from paragoger.core.devices import DeviceConfig, free_memory
+from paragoger.devices import DeviceConfig, free_memory
 from paragoger.errors import ModelLoadError, UserError
 
 TAGS_FILE = "selected_tags.csv"

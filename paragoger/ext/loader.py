@@ -330,8 +330,9 @@ class ExtensionManager:
         self.scripts.remove_owner(owner)
 
     def notify_model(self, components) -> None:
-        if components is not None and components is not self._last_model:
-            self._last_model = components
+        # Only the description is remembered: holding the modules would keep a switched-away model in memory.
+        if components is not None and components.info != self._last_model:
+            self._last_model = components.info
             self.callbacks.call("model_loaded", components.info)
 
     def app_started(self) -> None:

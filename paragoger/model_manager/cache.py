@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from paragoger.core.devices import DeviceConfig, free_memory
+from paragoger.devices import DeviceConfig, free_memory, weights_outside_heap
 from paragoger.model_manager.components import CheckpointInfo, Components
 
 Loader = Callable[..., Components]
@@ -65,8 +65,9 @@ class ModelCache:
             # only dropped once the new one has loaded (a corrupt file must leave it in place).
             while len(self._loaded) > self.limit - 1 and len(self._loaded) > 1:
                 self._drop(next(iter(self._loaded)))
-            components = self._loader(info, device=self.device.device, dtype=self.device.dtype, vae_path=vae_path,
-                                      vae_beside_checkpoint=vae_beside)
+            with weights_outside_heap():
+                components = self._loader(info, device=self.device.device, dtype=self.device.dtype,
+                                          vae_path=vae_path, vae_beside_checkpoint=vae_beside)
             if components.vae.dtype != self.device.vae_dtype:  # --no-half-vae, or fp32 VAE beside a bf16 UNet
                 components.vae.to(self.device.vae_dtype)
             while len(self._loaded) >= self.limit:

@@ -54,12 +54,12 @@ def build_top_bar(context) -> None:
             return gr.update(), _no_checkpoint_html(context)
         try:
             context.settings.update({"sd_vae": vae_name or "Automatic"})
-            components = context.select_checkpoint(title, vae_name)
+            info = context.select_checkpoint(title, vae_name)
         except UserError as err:
             current = context.cache.current
             return (gr.update(value=current.info.title if current else None),
                     widgets.error_html(context.describe(err)))
-        return gr.update(value=components.info.title), ""
+        return gr.update(value=info.title), ""
 
     def refresh_lists():
         context.library.refresh()

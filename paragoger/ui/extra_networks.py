@@ -106,10 +106,10 @@ def build(context, tab: str, prompt: gr.Textbox, checkpoint_dropdown: gr.Dropdow
                 from paragoger.errors import UserError
 
                 try:
-                    components = context.select_checkpoint(cards[evt.index].name)
+                    info = context.select_checkpoint(cards[evt.index].name)
                 except UserError as err:
                     return gr.update(), widgets.error_html(context.describe(err))
-                return gr.update(value=components.info.title), ""
+                return gr.update(value=info.title), ""
 
             targets = [checkpoint_dropdown or gr.State(), status]
             gallery.select(choose_checkpoint, inputs=shown, outputs=targets, api_visibility="private")

@@ -263,8 +263,7 @@ def wire_paste(context, panel: GenerationPanel) -> None:
         message, checkpoint = "", gr.update()
         if pasted.checkpoint_query:
             try:
-                components = context.select_checkpoint(pasted.checkpoint_query)
-                checkpoint = gr.update(value=components.info.title)
+                checkpoint = gr.update(value=context.select_checkpoint(pasted.checkpoint_query).title)
             except UserError as err:
                 message = widgets.error_html(context.describe(err))
         return [*values, message] + ([checkpoint] if panel.checkpoint_dropdown else [])

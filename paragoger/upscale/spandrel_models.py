@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paragoger.core.devices import DeviceConfig
+from paragoger.devices import DeviceConfig
 from paragoger.errors import UserError
 from paragoger.upscale.tiling import run_tiled
 

@@ -42,3 +42,10 @@ def test_the_core_rooms_never_import_the_ui_the_api_or_the_server(room):
 def test_prompts_are_pure_text_without_torch():
     for path in (PACKAGE / "prompts").rglob("*.py"):
         assert "torch" not in imported_modules(path), path.name
+
+
+def test_the_product_never_imports_the_tests():
+    """Test-only files (tests/fixtures/) stay out of the app: nothing under paragoger/ imports from tests."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name in imported_modules(path):
+            assert name != "tests" and not name.startswith("tests."), f"{path.relative_to(PACKAGE)} imports {name}"

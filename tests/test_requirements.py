@@ -99,3 +99,29 @@ def test_the_launchers_install_the_test_requirements_for_tests_only():
         tests_only = [m.start() for m in re.finditer("install_requirements requirements-test.txt", text)]
         assert run_time < branch and tests_only and all(at > branch for at in tests_only), launcher
         assert ".requirements-test.sha256" in text, launcher
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="webui.sh is the launcher for Linux and macOS")
+def test_webui_sh_installs_each_list_once_and_the_test_list_for_tests_only(tmp_path):
+    """webui.sh run with a stand-in Python that records what it is asked to do (nothing is installed)."""
+    import os
+    import subprocess
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    log = tmp_path / "calls.txt"
+    fake = venv / "bin" / "python"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> "{log}"\n', encoding="utf-8")
+    fake.chmod(0o755)
+
+    def run(*args) -> list[str]:
+        log.write_text("", encoding="utf-8")
+        subprocess.run(["bash", str(ROOT / "webui.sh"), *args], check=True, capture_output=True, timeout=60,
+                       env={**os.environ, "venv_dir": str(venv)})
+        return [line for line in log.read_text(encoding="utf-8").splitlines() if not line.startswith("-c ")]
+
+    pip = "-m pip install --disable-pip-version-check -r"
+    assert run() == [f"{pip} requirements.txt", "app.py"]
+    assert run("--test", "-k", "x") == [f"{pip} requirements-test.txt", "-m pytest tests -k x"]
+    assert run("--test", "-k", "x") == ["-m pytest tests -k x"]  # both lists unchanged: nothing installed
+    assert run("--port", "7861") == ["app.py --port 7861"]

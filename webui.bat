@@ -1,7 +1,7 @@
 @echo off
 rem Paragoger SD launcher for Windows.
 rem   webui.bat           create venv\ on first run, install torch and requirements.txt, start the app
-rem   webui.bat --test    the same set-up, then run the whole test suite
+rem   webui.bat --test    the same set-up plus requirements-test.txt, then run the whole test suite
 rem Settings (also read from webui-user.bat when present, as in AUTOMATIC1111):
 rem   COMMANDLINE_ARGS, TORCH_COMMAND, PYTHON, VENV_DIR
 setlocal
@@ -25,27 +25,36 @@ if errorlevel 1 (
     if errorlevel 1 goto :error
 )
 
-rem Reinstall requirements only when requirements.txt changed since the last successful install.
-set "STAMP=%VENV_DIR%\.requirements.sha256"
-for /f "skip=1 tokens=* delims=" %%h in ('certutil -hashfile requirements.txt SHA256') do if not defined WANTED set "WANTED=%%h"
-set "HAVE="
-if exist "%STAMP%" set /p HAVE=<"%STAMP%"
-if not "%HAVE%"=="%WANTED%" (
-    echo Installing requirements.txt...
-    "%PY%" -m pip install --disable-pip-version-check -r requirements.txt
-    if errorlevel 1 goto :error
-    >"%STAMP%" echo %WANTED%
-)
+call :install_requirements requirements.txt "%VENV_DIR%\.requirements.sha256"
+if errorlevel 1 goto :error
 
 if not defined HF_HUB_OFFLINE set "HF_HUB_OFFLINE=1"
 set "GRADIO_ANALYTICS_ENABLED=False"
-if "%~1"=="--test" (
-    shift
-    "%PY%" -m pytest tests %1 %2 %3 %4 %5 %6 %7 %8 %9
-    exit /b %errorlevel%
-)
+if "%~1"=="--test" goto :test
 "%PY%" app.py %*
 exit /b %errorlevel%
+
+rem Outside a parenthesised block, so that shift and %errorlevel% act when their line runs.
+:test
+call :install_requirements requirements-test.txt "%VENV_DIR%\.requirements-test.sha256"
+if errorlevel 1 goto :error
+shift
+"%PY%" -m pytest tests %1 %2 %3 %4 %5 %6 %7 %8 %9
+exit /b %errorlevel%
+
+rem Install a requirements file (first argument) only when it changed since its last successful install (its
+rem stamp file: second argument).
+:install_requirements
+set "WANTED="
+for /f "skip=1 tokens=* delims=" %%h in ('certutil -hashfile "%~1" SHA256') do if not defined WANTED set "WANTED=%%h"
+set "HAVE="
+if exist "%~2" set /p HAVE=<"%~2"
+if "%HAVE%"=="%WANTED%" exit /b 0
+echo Installing %~1...
+"%PY%" -m pip install --disable-pip-version-check -r "%~1"
+if errorlevel 1 exit /b 1
+>"%~2" echo %WANTED%
+exit /b 0
 
 :error
 echo.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paragoger SD launcher for Linux and macOS.
 #   ./webui.sh            create venv/ on first run, install torch and requirements.txt, start the app
-#   ./webui.sh --test     the same set-up, then run the whole test suite (extra arguments go to pytest)
+#   ./webui.sh --test     the same set-up plus requirements-test.txt, then run the whole test suite (extra
+#                         arguments go to pytest)
 # Settings (also read from webui-user.sh when present, as in AUTOMATIC1111):
 #   COMMANDLINE_ARGS  flags for app.py, e.g. "--listen --ckpt-dir /old/a1111/models/Stable-diffusion"
 #   TORCH_COMMAND     how torch is installed (default: the CUDA build on Linux x86_64, from the package index)
@@ -29,19 +30,23 @@ if ! "$python" -c "import torch, torchvision" >/dev/null 2>&1; then
     "$python" -m $TORCH_COMMAND
 fi
 
-# Reinstall requirements only when requirements.txt changed since the last successful install.
-stamp="$venv_dir/.requirements.sha256"
-wanted="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-    echo "Installing requirements.txt..."
-    "$python" -m pip install --disable-pip-version-check -r requirements.txt
-    echo "$wanted" > "$stamp"
-fi
+# Install a requirements file only when it changed since its last successful install (a stamp file for each).
+install_requirements() {
+    local file="$1" stamp="$venv_dir/$2" wanted
+    wanted="$(sha256sum "$file" | cut -d' ' -f1)"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+        echo "Installing $file..."
+        "$python" -m pip install --disable-pip-version-check -r "$file"
+        echo "$wanted" > "$stamp"
+    fi
+}
+install_requirements requirements.txt .requirements.sha256
 
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export GRADIO_ANALYTICS_ENABLED=False
 if [[ "${1:-}" == "--test" ]]; then
     shift
+    install_requirements requirements-test.txt .requirements-test.sha256  # what only the tests need
     exec "$python" -m pytest tests "$@"
 fi
 exec "$python" app.py "$@"

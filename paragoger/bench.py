@@ -30,7 +30,7 @@ def peak_rss_mb() -> float:
 
 
 def _model_file(args, workdir: Path) -> Path:
-    from paragoger.model_manager import fixtures, full_size
+    from paragoger.model_manager import full_size, tiny_model as fixtures
 
     if args.checkpoint:
         return Path(args.checkpoint)

@@ -26,19 +26,21 @@ def pytest_configure(config):
 # ================================================================================================================
 # tiny_model_file(kind, fmt) -> Path
 #   kind: "sd1", "sd1-inpaint", "sd1-pix2pix", "sd2" (epsilon), "sd2-v", "sd2-depth", "sdxl"
-#         (see paragoger/model_manager/fixtures.py; tiny depth estimators: model_manager/depth_fixtures.py)
+#         (see paragoger/model_manager/tiny_model.py and tests/fixtures/checkpoints.py; tiny depth
+#         estimators: tests/fixtures/depth.py)
 #   fmt:  "safetensors"  original single file, fp32
 #         "fp16"         original single file, fp16, with EMA keys, alphas_cumprod, position_ids like real files
 #         "ckpt"         2022 Lightning pickle (state_dict, numpy global_step, ModelCheckpoint callback)
 #         "diffusers"    diffusers folder (also usable as `config=` for diffusers' from_single_file)
-# Weights are the same in every format of a kind (seed 0); `fixtures.tiny_model(kind)` rebuilds the originals.
+# Weights are the same in every format of a kind (seed 0); `tiny_model.tiny_model(kind)` rebuilds the originals.
 
 
 @pytest.fixture(scope="session")
 def tiny_model_file(tmp_path_factory):
     import torch
 
-    from paragoger.model_manager import fixtures
+    from paragoger.model_manager import tiny_model
+    from tests.fixtures import checkpoints
 
     root = tmp_path_factory.mktemp("tiny-models")
     made: dict[tuple[str, str], object] = {}
@@ -47,14 +49,14 @@ def tiny_model_file(tmp_path_factory):
         key = (kind, fmt)
         if key not in made:
             if fmt == "safetensors":
-                made[key] = fixtures.write_single_file(root / f"{kind}.safetensors", kind)
+                made[key] = tiny_model.write_single_file(root / f"{kind}.safetensors", kind)
             elif fmt == "fp16":
-                made[key] = fixtures.write_single_file(root / f"{kind}-fp16.safetensors", kind,
-                                                       dtype=torch.float16, extras=True)
+                made[key] = checkpoints.write_single_file_as_downloaded(root / f"{kind}-fp16.safetensors", kind,
+                                                                        dtype=torch.float16)
             elif fmt == "ckpt":
-                made[key] = fixtures.write_ckpt(root / f"{kind}.ckpt", kind)
+                made[key] = checkpoints.write_ckpt(root / f"{kind}.ckpt", kind)
             elif fmt == "diffusers":
-                made[key] = fixtures.write_diffusers_folder(root / f"{kind}-diffusers", kind)
+                made[key] = checkpoints.write_diffusers_folder(root / f"{kind}-diffusers", kind)
             else:
                 raise ValueError(f"unknown tiny model format {fmt!r}")
         return made[key]
@@ -239,7 +241,7 @@ def set_small_generation(page, tab: str, steps: int = 3, size: int = 64) -> None
 # ================================================================================================================
 
 # ================================================================================================================
-# upscale: tiny upscaler model files (paragoger/upscale/fixtures.py) in the data dir's A1111 folders
+# upscale: tiny upscaler model files (tests/fixtures/upscale.py) in the data dir's A1111 folders
 # ================================================================================================================
 # upscaler_files -> {"esrgan": models/ESRGAN/4x-tiny-esrgan.pth (old ESRGAN keys, 4x),
 #                    "realesrgan": models/RealESRGAN/RealESRGAN_x4plus.pth (BasicSR keys in params_ema, 4x,
@@ -250,14 +252,14 @@ def set_small_generation(page, tab: str, steps: int = 3, size: int = 64) -> None
 
 @pytest.fixture
 def upscaler_files(data_dir):
-    from paragoger.upscale import fixtures
+    from tests.fixtures import upscale
 
     models = data_dir / "models"
     return {
-        "esrgan": fixtures.write_esrgan(models / "ESRGAN" / "4x-tiny-esrgan.pth", scale=4, style="old"),
-        "realesrgan": fixtures.write_esrgan(models / "RealESRGAN" / "RealESRGAN_x4plus.pth", scale=4, style="new",
-                                            seed=1),
-        "compact": fixtures.write_compact(models / "RealESRGAN" / "2x-tiny-compact.safetensors", scale=2),
+        "esrgan": upscale.write_esrgan(models / "ESRGAN" / "4x-tiny-esrgan.pth", scale=4, style="old"),
+        "realesrgan": upscale.write_esrgan(models / "RealESRGAN" / "RealESRGAN_x4plus.pth", scale=4, style="new",
+                                           seed=1),
+        "compact": upscale.write_compact(models / "RealESRGAN" / "2x-tiny-compact.safetensors", scale=2),
     }
 
 # ================================================================================================================
@@ -265,7 +267,7 @@ def upscaler_files(data_dir):
 # ================================================================================================================
 
 # ================================================================================================================
-# caption: tiny captioning models (paragoger/caption/fixtures.py), written once per session in A1111's layout
+# caption: tiny captioning models (tests/fixtures/caption.py), written once per session in A1111's layout
 # ================================================================================================================
 
 
@@ -273,10 +275,10 @@ def upscaler_files(data_dir):
 def caption_models(tmp_path_factory):
     """A models folder with BLIP/tiny-blip, CLIP/tiny-clip and deepbooru/tiny-wd-tagger (read-only: copy it, e.g.
     ``shutil.copytree(caption_models, data_dir / "models", dirs_exist_ok=True)``)."""
-    from paragoger.caption import fixtures
+    from tests.fixtures.caption import write_caption_models
 
     models = tmp_path_factory.mktemp("caption-models") / "models"
-    fixtures.write_caption_models(models)
+    write_caption_models(models)
     return models
 
 # ================================================================================================================

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from paragoger.imaging.metadata import read_infotext
 from paragoger.imaging.transport import encode_png_base64
-from paragoger.upscale import fixtures
+from tests.fixtures import upscale
 
 
 def picture(width=40, height=32) -> Image.Image:
@@ -33,7 +33,7 @@ def test_upscalers_lists_builtins_then_model_files_with_their_folder_and_path(up
 
 
 def test_refresh_upscalers_finds_a_file_added_while_running(upscaler_files, api):
-    fixtures.write_compact(upscaler_files["esrgan"].parent / "4x_NewOne.safetensors", scale=4)
+    upscale.write_compact(upscaler_files["esrgan"].parent / "4x_NewOne.safetensors", scale=4)
     assert "4x_NewOne" not in [u["name"] for u in api.get("/upscalers").json()]
     assert api.post("/refresh-upscalers").status_code == 200
     assert "4x_NewOne" in [u["name"] for u in api.get("/upscalers").json()]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from PIL import Image, ImageDraw
 
-from paragoger.caption.fixtures import BLIP_WORDS
+from tests.fixtures.caption import BLIP_WORDS
 
 
 def picture() -> Image.Image:

@@ -141,7 +141,7 @@ def test_a_symlink_to_a_model_outside_is_listed_only_if_the_user_put_it_in_a_mod
 
 
 def test_lora_and_embedding_names_in_prompts_cannot_escape(api, app_context, outside):
-    from paragoger.model_manager.network_fixtures import write_kohya_lora
+    from tests.fixtures.networks import write_kohya_lora
 
     write_kohya_lora(outside / "stolen-lora.safetensors")
     lora_dir = app_context.paths.lora_dirs[-1]

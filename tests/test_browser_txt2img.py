@@ -81,9 +81,9 @@ def test_token_counter_and_styles_in_the_page(page, app_context):
 def test_lora_card_inserts_its_tag_and_the_weighted_prompt_generates(app_context, open_page):
     from playwright.sync_api import expect
 
-    from paragoger.model_manager import network_fixtures
+    from tests.fixtures import networks
 
-    network_fixtures.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
+    networks.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
     app_context.loras.refresh()
     page = open_page(app_context, height=1200)
     page.fill("#txt2img_prompt textarea", "(masterpiece:1.2), a paper fox")

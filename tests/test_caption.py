@@ -7,12 +7,13 @@ import shutil
 import pytest
 from PIL import Image, ImageDraw
 
-from paragoger.caption import CaptionerRegistry, default_captioners, fixtures
+from paragoger.caption import CaptionerRegistry, default_captioners
 from paragoger.caption.flavours import load_categories
 from paragoger.caption.tags import TagOptions, format_tags
 from paragoger.devices import choose_device
 from paragoger.errors import ModelLoadError, NotFoundError, UserError
 from paragoger.paths import CONFIGS_DIR
+from tests.fixtures.caption import BLIP_WORDS
 
 CPU = choose_device("cpu")
 BUILT_IN_LISTS = load_categories([CONFIGS_DIR / "interrogate"])
@@ -74,7 +75,7 @@ def test_blip_caption_is_made_of_the_tiny_models_words_and_depends_on_the_pictur
     registry = default_captioners(only_blip(caption_models, tmp_path), CPU)
     red = registry.caption("clip", picture(), {})
     green = registry.caption("clip", picture((40, 200, 40)), {})
-    assert red and set(red.split()) <= set(fixtures.BLIP_WORDS)
+    assert red and set(red.split()) <= set(BLIP_WORDS)
     assert "," not in red  # no CLIP folder: the sentence alone
     assert red != green
     assert registry.caption("clip", picture(), {}) == red  # same picture, same text
@@ -90,7 +91,7 @@ def test_clip_folder_adds_one_medium_artist_movement_and_trend_and_three_flavour
     registry = default_captioners(caption_models, CPU)
     text = registry.caption("clip", picture(), {})
     sentence, *flavours = text.split(", ")
-    assert set(sentence.split()) <= set(fixtures.BLIP_WORDS)
+    assert set(sentence.split()) <= set(BLIP_WORDS)
     lists = {category.name: category.items for category in BUILT_IN_LISTS}
     assert [category.name for category in BUILT_IN_LISTS] == ["mediums", "artists", "movements", "trending",
                                                                "flavors"]
@@ -203,7 +204,7 @@ def test_app_context_captions_through_the_queue_and_frees_models_unless_kept(dat
         context.settings.update({"interrogate_keep_models_in_memory": True})
         context.interrogate(picture(), "deepdanbooru")
         assert tagger._loaded is not None
-        assert set(context.interrogate(picture(), "clip").split(", ")[0].split()) <= set(fixtures.BLIP_WORDS)
+        assert set(context.interrogate(picture(), "clip").split(", ")[0].split()) <= set(BLIP_WORDS)
         assert tagger._loaded is None  # only the captioner used last stays loaded
         assert [job.kind for job in context.queue.finished()][-3:] == ["caption"] * 3
         with pytest.raises(UserError, match="Choose a picture"):

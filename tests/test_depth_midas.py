@@ -14,9 +14,9 @@ from transformers import DPTConfig, DPTForDepthEstimation
 from paragoger.errors import UserError
 from paragoger.model_manager import midas
 from paragoger.model_manager.components import CheckpointInfo
-from paragoger.model_manager.depth_fixtures import (hybrid_processor, hybrid_to_midas, tiny_hybrid_depth_estimator,
-                                                    write_depth_checkpoint, write_hybrid_depth_estimator)
 from paragoger.model_manager.loader import load_checkpoint
+from tests.fixtures.depth import (hybrid_processor, hybrid_to_midas, tiny_hybrid_depth_estimator,
+                                  write_depth_checkpoint, write_hybrid_depth_estimator)
 from tests.test_depth_pix2pix import depth_picture, img2img
 from tests.test_img2img_core import picture, pixels
 

@@ -12,7 +12,7 @@ from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
-from paragoger.model_manager.depth_fixtures import write_depth_estimator
+from tests.fixtures.depth import write_depth_estimator
 from tests.test_img2img_core import NEGATIVE, PROMPT, picture, pixels
 
 STEPS, SEED, CFG = 5, 99, 7.0

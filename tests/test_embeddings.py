@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from paragoger.core.conditioning import PromptEncoder
-from paragoger.model_manager import network_fixtures as nf
 from paragoger.model_manager.components import CheckpointInfo
 from paragoger.model_manager.embeddings import Embedding, EmbeddingLibrary, ti_hashes_field
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.loader import load_checkpoint
+from tests.fixtures import networks as nf
 
 
 def load(path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from paragoger.core.request import GenerationRequest
-from paragoger.model_manager import network_fixtures
+from tests.fixtures import networks
 
 
 def request(prompt: str, **changes) -> GenerationRequest:
@@ -20,7 +20,7 @@ def pixels(result) -> np.ndarray:
 
 @pytest.fixture
 def with_lora(app_context):
-    network_fixtures.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
+    networks.write_kohya_lora(app_context.paths.lora_dirs[-1] / "paper_cut.safetensors", "sd1")
     app_context.loras.refresh()
     return app_context
 
@@ -42,8 +42,8 @@ def test_lora_tag_changes_the_image_writes_its_hash_and_leaves_the_model_as_it_w
 
 def test_embedding_name_in_the_prompt_is_used_and_hashed(app_context):
     width = app_context.engine.load_model(None, None, app_context.settings).text_encoder.config.hidden_size
-    vectors = network_fixtures.random_vectors(2, width, seed=4)
-    network_fixtures.write_a1111_embedding(app_context.paths.embeddings_dirs[-1] / "glowstyle.pt", vectors)
+    vectors = networks.random_vectors(2, width, seed=4)
+    networks.write_a1111_embedding(app_context.paths.embeddings_dirs[-1] / "glowstyle.pt", vectors)
     app_context.embeddings.refresh()
     plain = app_context.engine.generate(request("a fox"))
     styled = app_context.engine.generate(request("a fox, glowstyle"))
@@ -55,7 +55,7 @@ def test_loras_and_embeddings_are_listed_and_refreshed_by_the_api(with_lora, ser
     url = serve_app(with_lora) + "/sdapi/v1"
     loras = httpx.get(url + "/loras").json()
     assert [item["name"] for item in loras] == ["paper_cut"]
-    network_fixtures.write_kohya_lora(with_lora.paths.lora_dirs[-1] / "second.safetensors", "sd1", seed=2)
+    networks.write_kohya_lora(with_lora.paths.lora_dirs[-1] / "second.safetensors", "sd1", seed=2)
     assert httpx.post(url + "/refresh-loras").status_code == 200
     assert sorted(item["name"] for item in httpx.get(url + "/loras").json()) == ["paper_cut", "second"]
     embeddings = httpx.get(url + "/embeddings").json()

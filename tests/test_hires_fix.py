@@ -293,7 +293,7 @@ def test_upscaler_files_added_while_the_page_is_open_are_offered_when_the_hires_
                                                                                              open_page):
     from playwright.sync_api import expect
 
-    from paragoger.upscale.fixtures import write_esrgan
+    from tests.fixtures.upscale import write_esrgan
 
     page = open_page(app_context, height=1400)
     folder = app_context.paths.esrgan_dir

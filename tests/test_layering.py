@@ -42,3 +42,25 @@ def test_the_core_rooms_never_import_the_ui_the_api_or_the_server(room):
 def test_prompts_are_pure_text_without_torch():
     for path in (PACKAGE / "prompts").rglob("*.py"):
         assert "torch" not in imported_modules(path), path.name
+
+
+def test_the_product_never_imports_the_tests():
+    """Test-only files (tests/fixtures/) stay out of the app: nothing under paragoger/ imports from tests."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name in imported_modules(path):
+            assert name != "tests" and not name.startswith("tests."), f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+def test_safetensors_files_are_read_in_one_place():
+    """Headers, keys, metadata and tensors of .safetensors files are read by model_manager/safetensors_file.py
+    alone (writers may import save_file)."""
+    readers = {"safe_open", "load_file", "load", "deserialize"}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() == "model_manager/safetensors_file.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("safetensors"):
+                used = {alias.name for alias in node.names} & readers
+                assert not used, f"{path.relative_to(PACKAGE)} reads safetensors itself ({', '.join(used)})"
+            if isinstance(node, ast.Constant) and node.value == "__metadata__" and path.name != "full_size.py":
+                raise AssertionError(f"{path.relative_to(PACKAGE)} parses a safetensors header by hand")

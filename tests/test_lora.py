@@ -15,12 +15,12 @@ from safetensors.torch import save_file
 from paragoger.core.conditioning import PromptEncoder
 from paragoger.errors import UserError
 from paragoger.model_manager import lora as lora_module
-from paragoger.model_manager import network_fixtures as nf
 from paragoger.model_manager.components import CheckpointInfo
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.loader import load_checkpoint
 from paragoger.model_manager.lora import LoraCall, LoraLibrary, build_layer_table, lora_hashes_field
 from paragoger.prompts import extract_extra_networks
+from tests.fixtures import networks as nf
 
 
 def load(path, dtype=torch.float32):

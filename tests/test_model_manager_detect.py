@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from paragoger.errors import ModelLoadError
-from paragoger.model_manager import configs, convert, fixtures
+from paragoger.model_manager import configs, convert, tiny_model
 from paragoger.model_manager.components import CheckpointInfo
 from paragoger.model_manager.detect import detect_diffusers_folder, detect_state_dict
 from paragoger.model_manager.full_size import (
@@ -145,8 +145,8 @@ def test_yaml_saying_epsilon_wins_over_the_sd2_probe(tmp_path, tiny_model_file):
 
 
 def test_model_spec_header_states_the_prediction_type(tmp_path):
-    path = fixtures.write_single_file(tmp_path / "sdxl-v.safetensors", "sdxl",
-                                      metadata={"modelspec.prediction_type": "v"})
+    path = tiny_model.write_single_file(tmp_path / "sdxl-v.safetensors", "sdxl",
+                                        metadata={"modelspec.prediction_type": "v"})
 
     components = load_checkpoint(CheckpointInfo(path=path, name=path.name, model_name=path.stem))
 
@@ -170,7 +170,7 @@ def test_sd2_inpainting_is_epsilon_without_running_anything():
 
 @pytest.mark.parametrize("kind", ["sd1", "sd2-v", "sdxl", "sd1-inpaint"])
 def test_diffusers_folders_are_detected_from_their_configs(tiny_model_file, kind):
-    model = fixtures.tiny_model(kind)
+    model = tiny_model.tiny_model(kind)
 
     detection = detect_diffusers_folder(tiny_model_file(kind, "diffusers"), name=kind)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from paragoger.model_manager.fixtures import write_full_size_sd15
+from paragoger.model_manager.full_size import write_full_size_sd15
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from paragoger.errors import ModelLoadError
-from paragoger.model_manager import fixtures
 from paragoger.model_manager.components import CheckpointInfo
 from paragoger.model_manager.loader import load_checkpoint, load_vae
+from paragoger.model_manager.tiny_model import KINDS, TinyModel, tiny_model
+from tests.fixtures.checkpoints import write_vae
 
 PARTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 
@@ -27,7 +28,7 @@ def assert_same_weights(expected, actual, *, dtype=None):
         assert torch.equal(value, actual_state[key]), key
 
 
-def assert_components_match(model: fixtures.TinyModel, components, *, dtype=None):
+def assert_components_match(model: TinyModel, components, *, dtype=None):
     for part in PARTS:
         original = getattr(model, part)
         if original is None:
@@ -36,12 +37,12 @@ def assert_components_match(model: fixtures.TinyModel, components, *, dtype=None
             assert_same_weights(original, getattr(components, part), dtype=dtype)
 
 
-@pytest.mark.parametrize("kind", fixtures.KINDS)
+@pytest.mark.parametrize("kind", KINDS)
 def test_original_single_file_loads_with_the_same_weights_as_the_diffusers_model_it_came_from(
         tiny_model_file, kind):
     components = load_checkpoint(info_for(tiny_model_file(kind)), device="cpu", dtype=torch.float32)
 
-    model = fixtures.tiny_model(kind)
+    model = tiny_model(kind)
     assert (components.family, components.variant, components.prediction_type) == (
         model.family, model.variant, model.prediction_type)
     assert_components_match(model, components)
@@ -96,21 +97,21 @@ def test_fp16_file_with_ema_and_scheduler_buffers_loads_like_real_downloads(tiny
     components = load_checkpoint(info_for(tiny_model_file("sd1", "fp16")), dtype=torch.float16)
 
     assert all(p.dtype == torch.float16 for m in components.modules().values() for p in m.parameters())
-    assert_components_match(fixtures.tiny_model("sd1"), components, dtype=torch.float16)
+    assert_components_match(tiny_model("sd1"), components, dtype=torch.float16)
 
 
 def test_fp16_file_can_be_loaded_in_float32(tiny_model_file):
     components = load_checkpoint(info_for(tiny_model_file("sd1", "fp16")), dtype=torch.float32)
 
     assert components.unet.dtype == torch.float32
-    assert_components_match(fixtures.tiny_model("sd1"), components, dtype=torch.float16)
+    assert_components_match(tiny_model("sd1"), components, dtype=torch.float16)
 
 
 def test_ckpt_from_2022_with_lightning_callbacks_loads(tiny_model_file):
     components = load_checkpoint(info_for(tiny_model_file("sd1", "ckpt")))
 
     assert components.family == "sd1"
-    assert_components_match(fixtures.tiny_model("sd1"), components)
+    assert_components_match(tiny_model("sd1"), components)
 
 
 def test_diffusers_folder_loads(tiny_model_file):
@@ -119,7 +120,7 @@ def test_diffusers_folder_loads(tiny_model_file):
                                                 is_diffusers_folder=True))
 
     assert (components.family, components.variant, components.prediction_type) == ("sdxl", "base", "epsilon")
-    assert_components_match(fixtures.tiny_model("sdxl"), components)
+    assert_components_match(tiny_model("sdxl"), components)
     assert components.tokenizer_2.pad_token_id == 0
 
 
@@ -151,31 +152,31 @@ def test_yaml_beside_the_checkpoint_decides_the_prediction_type(tmp_path, tiny_m
 def test_vae_beside_the_checkpoint_replaces_its_vae(tmp_path, tiny_sd1_file):
     path = tmp_path / "model.safetensors"
     shutil.copyfile(tiny_sd1_file, path)
-    fixtures.write_vae(tmp_path / "model.vae.safetensors", seed=7)
+    write_vae(tmp_path / "model.vae.safetensors", seed=7)
 
     components = load_checkpoint(info_for(path))
 
     assert components.vae_name == "model.vae.safetensors" and len(components.vae_hash) == 10
-    assert_same_weights(fixtures.tiny_model("sd1", seed=7).vae, components.vae)
-    assert_same_weights(fixtures.tiny_model("sd1").unet, components.unet)
+    assert_same_weights(tiny_model("sd1", seed=7).vae, components.vae)
+    assert_same_weights(tiny_model("sd1").unet, components.unet)
     without = load_checkpoint(info_for(path), vae_beside_checkpoint=False)
-    assert_same_weights(fixtures.tiny_model("sd1").vae, without.vae)
+    assert_same_weights(tiny_model("sd1").vae, without.vae)
 
 
 @pytest.mark.parametrize("layout, file_name", [("ldm", "vae.safetensors"), ("ldm", "vae.pt"),
                                                ("diffusers-file", "vae.safetensors"),
                                                ("diffusers-folder", "vae-folder")])
 def test_explicit_vae_replaces_the_checkpoint_vae(tmp_path, tiny_sd1_file, layout, file_name):
-    vae_path = fixtures.write_vae(tmp_path / file_name, seed=3, layout=layout)
+    vae_path = write_vae(tmp_path / file_name, seed=3, layout=layout)
 
     components = load_checkpoint(info_for(tiny_sd1_file), vae_path=vae_path)
 
-    assert_same_weights(fixtures.tiny_model("sd1", seed=3).vae, components.vae)
+    assert_same_weights(tiny_model("sd1", seed=3).vae, components.vae)
     assert components.vae_name == file_name
 
 
 def test_sdxl_vae_override_keeps_the_sdxl_scaling_factor(tmp_path, tiny_sdxl_file):
-    vae_path = fixtures.write_vae(tmp_path / "sdxl_vae.safetensors", kind="sdxl")
+    vae_path = write_vae(tmp_path / "sdxl_vae.safetensors", kind="sdxl")
 
     components = load_checkpoint(info_for(tiny_sdxl_file), vae_path=vae_path)
 
@@ -183,10 +184,10 @@ def test_sdxl_vae_override_keeps_the_sdxl_scaling_factor(tmp_path, tiny_sdxl_fil
 
 
 def test_load_vae_reads_an_ldm_vae_file(tmp_path):
-    vae = load_vae(fixtures.write_vae(tmp_path / "vae-ft-mse.safetensors", seed=5), dtype=torch.bfloat16)
+    vae = load_vae(write_vae(tmp_path / "vae-ft-mse.safetensors", seed=5), dtype=torch.bfloat16)
 
     assert vae.dtype == torch.bfloat16 and vae.config.scaling_factor == 0.18215
-    assert_same_weights(fixtures.tiny_model("sd1", seed=5).vae, vae, dtype=torch.bfloat16)
+    assert_same_weights(tiny_model("sd1", seed=5).vae, vae, dtype=torch.bfloat16)
 
 
 def test_a_vae_file_that_is_not_a_vae_is_refused(tmp_path, tiny_sd1_file):
@@ -244,5 +245,5 @@ def test_a_loaded_model_does_not_change_when_its_file_is_overwritten(tmp_path, t
     with open(path, "r+b") as stream:
         stream.write(data)
 
-    assert_components_match(fixtures.tiny_model("sd1"), components)
+    assert_components_match(tiny_model("sd1"), components)
     assert torch.equal(components.unet.conv_out.bias, before)

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save_file
 
 from paragoger.errors import ModelLoadError
-from paragoger.model_manager import fixtures
 from paragoger.model_manager.components import CheckpointInfo
 from paragoger.model_manager.loader import load_checkpoint
 from paragoger.model_manager.safe_pickle import load_ckpt
+from tests.fixtures.checkpoints import lightning_checkpoint, save_like_2022
 
 
 def info_for(path) -> CheckpointInfo:
@@ -72,9 +72,9 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, what):
 def test_malicious_object_hidden_in_a_real_looking_checkpoint_is_refused(tmp_path):
     """Everything else in the file is allowed (Lightning callback, numpy step): the one bad global is named."""
     marker = tmp_path / "pwned"
-    checkpoint = fixtures.lightning_checkpoint({"model.diffusion_model.w": torch.zeros(2)})
+    checkpoint = lightning_checkpoint({"model.diffusion_model.w": torch.zeros(2)})
     checkpoint["optimizer_states"] = [payloads(marker)["builtins.eval"]]
-    fixtures.save_like_2022(checkpoint, tmp_path / "model.ckpt")
+    save_like_2022(checkpoint, tmp_path / "model.ckpt")
 
     error = load_and_expect_refusal(tmp_path / "model.ckpt", marker)
 
@@ -106,9 +106,9 @@ def test_lightning_callback_instances_also_load(tmp_path):
 
     callback = LightningModelCheckpoint()
     callback.monitor, callback.save_top_k = "val/loss", 3
-    state = fixtures.lightning_checkpoint({"w": torch.ones(2)})
+    state = lightning_checkpoint({"w": torch.ones(2)})
     state["callbacks"] = {"ModelCheckpoint": callback}
-    fixtures.save_like_2022(state, tmp_path / "x.ckpt")
+    save_like_2022(state, tmp_path / "x.ckpt")
 
     loaded = load_ckpt(tmp_path / "x.ckpt")
 

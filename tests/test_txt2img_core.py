@@ -216,9 +216,9 @@ def test_full_vae_preview_when_the_setting_asks_for_it(app_context):
 
 
 def test_vae_from_the_vae_folder_replaces_the_checkpoints_own_and_is_written(app_context):
-    from paragoger.model_manager import fixtures
+    from tests.fixtures.checkpoints import write_vae
 
-    fixtures.write_vae(app_context.paths.vae_dirs[-1] / "other.vae.safetensors", seed=5)
+    write_vae(app_context.paths.vae_dirs[-1] / "other.vae.safetensors", seed=5)
     app_context.library.refresh()
     own = app_context.engine.generate(request(save_images=False))
     swapped = app_context.engine.generate(request(vae="other.vae.safetensors", save_images=False))
@@ -229,9 +229,9 @@ def test_vae_from_the_vae_folder_replaces_the_checkpoints_own_and_is_written(app
 
 
 def test_vae_beside_the_checkpoint_is_used_unless_the_setting_says_none(app_context):
-    from paragoger.model_manager import fixtures
+    from tests.fixtures.checkpoints import write_vae
 
-    fixtures.write_vae(app_context.paths.default_checkpoint_dir() / "tiny-sd1.vae.safetensors", seed=5)
+    write_vae(app_context.paths.default_checkpoint_dir() / "tiny-sd1.vae.safetensors", seed=5)
     beside = app_context.engine.generate(request(save_images=False))
     none = app_context.engine.generate(request(vae="None", save_images=False))
     assert "VAE: tiny-sd1.vae.safetensors" in beside.images[0].infotext

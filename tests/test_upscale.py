@@ -14,8 +14,9 @@ from paragoger.devices import choose_device
 from paragoger.core.extras import ExtrasRequest
 from paragoger.errors import UserError
 from paragoger.imaging.metadata import read_infotext
-from paragoger.upscale import UpscalerRegistry, fixtures
+from paragoger.upscale import UpscalerRegistry
 from paragoger.upscale.spandrel_models import SpandrelModels, build_model, read_state_dict
+from tests.fixtures import upscale
 
 ORIGINAL_INFOTEXT = "a red house\nNegative prompt: fog\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 48x40"
 
@@ -55,7 +56,7 @@ def test_model_files_are_listed_under_the_names_a1111_shows(upscaler_files, app_
 
 def test_refresh_finds_new_files_and_forgets_removed_ones(upscaler_files, app_context):
     folder = upscaler_files["esrgan"].parent
-    fixtures.write_compact(folder / "8x_later.safetensors", scale=2)
+    upscale.write_compact(folder / "8x_later.safetensors", scale=2)
     upscaler_files["esrgan"].unlink()
     app_context.upscaler_models.refresh()
     names = app_context.upscalers.names()
@@ -65,7 +66,7 @@ def test_refresh_finds_new_files_and_forgets_removed_ones(upscaler_files, app_co
 
 def test_models_path_flags_replace_the_folders_as_in_a1111(tmp_path, data_dir):
     elsewhere = tmp_path / "my-esrgan"
-    fixtures.write_esrgan(elsewhere / "4x_Elsewhere.pth")
+    upscale.write_esrgan(elsewhere / "4x_Elsewhere.pth")
     context = AppContext(parse_args(["--data-dir", str(data_dir), "--esrgan-models-path", str(elsewhere)], env={}))
     try:
         assert context.paths.esrgan_dir == elsewhere.resolve()
@@ -79,13 +80,13 @@ def test_models_path_flags_replace_the_folders_as_in_a1111(tmp_path, data_dir):
 @pytest.mark.parametrize("style", ["old", "new"])
 def test_esrgan_files_of_either_key_layout_are_read_as_esrgan_with_their_scale(tmp_path, style):
     for scale in (2, 4):
-        path = fixtures.write_esrgan(tmp_path / f"{style}-{scale}.pth", scale=scale, style=style)
+        path = upscale.write_esrgan(tmp_path / f"{style}-{scale}.pth", scale=scale, style=style)
         model = build_model(read_state_dict(path), path.name)
         assert (model.architecture.id, model.scale) == ("ESRGAN", scale)
 
 
 def test_compact_safetensors_is_read_as_real_esrgan_compact(tmp_path):
-    path = fixtures.write_compact(tmp_path / "compact.safetensors", scale=4)
+    path = upscale.write_compact(tmp_path / "compact.safetensors", scale=4)
     model = build_model(read_state_dict(path), path.name)
     assert (model.architecture.id, model.scale) == ("Compact", 4)
 

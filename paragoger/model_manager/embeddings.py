@@ -30,8 +30,8 @@ import torch
 from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.safe_pickle import load_ckpt
+from paragoger.model_manager.safetensors_file import read_tensors
 from paragoger.model_manager.scanner import files_with_suffixes, preview_beside
-from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def read_embedding_file(path: Path, name: str | None = None) -> Embedding:
     name = name or path.stem
     try:
         if path.suffix.lower() == ".safetensors":
-            data, _ = read_safetensors(path, path.name)  # owned memory, not a view of the mapped file
+            data, _ = read_tensors(path)  # owned memory, not a view of the mapped file; ValueError if unreadable
         else:
             data = load_ckpt(path, display_name=path.name)
     except ModelLoadError as error:

@@ -1,11 +1,12 @@
-"""Full-size checkpoints for tests: real layouts and sizes, random values, made fast and without much memory.
+"""Full-size checkpoints with random weights, for ``python -m paragoger.bench --full-size`` and the tests: real
+layouts and sizes, random values, made fast and without much memory.
 
 ``sdxl_full_size_state_dict_on_meta()``: every key and shape of a real SDXL base file as meta tensors (no memory).
 ``write_full_size_sd15(path)``: a ~2 GB SD 1.5 single file with random fp16 weights, written in about the time
 the disk needs. Generating a billion normal samples would take minutes on two cores, so values are drawn once
 into a pool of about a million numbers and each tensor reads the pool cyclically from where the previous one
-stopped, scaled like the tiny fixtures (matrices ~ N(0, 1/fan_in), norm scales ~ 1, biases ~ 0). The file is
-streamed: memory stays at a few pool copies.
+stopped, scaled like the tiny models (``tiny_model``: matrices ~ N(0, 1/fan_in), norm scales ~ 1, biases ~ 0).
+The file is streamed: memory stays at a few pool copies.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ section is rewritten.
 from __future__ import annotations
 
 import hashlib
-import struct
 import json
 import os
 import threading
@@ -80,7 +79,7 @@ class HashCache:
             try:
                 size, mtime = self._stamp(path)
                 digest = self._digest(path)
-            except (OSError, ValueError, struct.error) as error:
+            except (OSError, ValueError) as error:  # ValueError: a safetensors file its digest cannot read
                 raise ModelLoadError("hash_lookup_failed", name=Path(path).name, reason=str(error)) from None
             self._entries[self._key(path)] = {"size": size, "mtime": mtime, "sha256": digest}
             self._write()

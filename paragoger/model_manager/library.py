@@ -73,10 +73,10 @@ class ModelLibrary:
 
     def create_test_model(self, kind: str = "sd1") -> CheckpointInfo:
         """Write a tiny random model (its images are noise) into the default checkpoint folder and list it."""
-        from paragoger.model_manager import fixtures  # builds models: only imported when asked for one
+        from paragoger.model_manager import tiny_model  # builds models: only imported when asked for one
 
         path = self.paths.default_checkpoint_dir() / TEST_MODEL_NAME.format(kind=kind)
         if not path.exists():
-            fixtures.write_single_file(path, kind)
+            tiny_model.write_single_file(path, kind)
         self.refresh()
         return next(c for c in self.checkpoints() if c.path == path)

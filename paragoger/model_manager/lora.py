@@ -44,7 +44,6 @@ import json
 import logging
 import os
 import re
-import struct
 import threading
 import weakref
 from collections import OrderedDict
@@ -58,8 +57,8 @@ from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager import to_ldm
 from paragoger.model_manager.hashing import HashCache
 from paragoger.model_manager.safe_pickle import load_ckpt
+from paragoger.model_manager.safetensors_file import SafetensorsReadError, data_start, read_header, read_tensors
 from paragoger.model_manager.scanner import files_with_suffixes, preview_beside
-from paragoger.model_manager.state_dict import read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,6 @@ LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 LORA_HASH_LENGTH = 12
 FAMILIES = ("sd1", "sd2", "sdxl")
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-_MAX_HEADER = 100 * 1024 * 1024
 
 # Which model a key prefix addresses: kohya names, then diffusers/PEFT names.
 _KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"),
@@ -165,29 +163,13 @@ class AppliedLora:
         return self.call.mentioned_name or self.call.info.name
 
 
-def read_safetensors_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
-    """``({key: {"dtype", "shape", "data_offsets"}}, metadata)`` read from the header alone (no tensor data)."""
-    with open(path, "rb") as stream:
-        raw = stream.read(8)
-        if len(raw) != 8:
-            raise ValueError("file too short for a safetensors header")
-        (length,) = struct.unpack("<Q", raw)
-        if length > _MAX_HEADER:
-            raise ValueError("safetensors header too large")
-        header = json.loads(stream.read(length))
-    if not isinstance(header, dict):
-        raise ValueError("safetensors header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    return header, {str(k): str(v) for k, v in metadata.items()}
-
-
 def addnet_hash(path: Path) -> str:
     """The "addnet" sha256 kohya and A1111 use for safetensors LoRAs: the tensor bytes after the header only, so
     editing the metadata does not change it."""
     digest = hashlib.sha256()
+    start = data_start(path)
     with open(path, "rb") as stream:
-        (length,) = struct.unpack("<Q", stream.read(8))
-        stream.seek(8 + length)
+        stream.seek(start)
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -259,9 +241,9 @@ def _read_lora_file(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dic
     process's own memory (never views of a mapped file, which could change or vanish under the cache)."""
     if path.suffix.lower() == ".safetensors":
         try:
-            return read_safetensors(path, name)
-        except ModelLoadError as error:
-            raise UserError("lora_unreadable", name=name, reason=error.params.get("reason", str(error))) from None
+            return read_tensors(path)
+        except SafetensorsReadError as error:
+            raise UserError("lora_unreadable", name=name, reason=str(error)) from None
     try:
         obj = load_ckpt(path, display_name=name)
     except ModelLoadError as error:
@@ -516,9 +498,9 @@ class LoraLibrary:
         shapes: dict[str, tuple[int, ...]] = {}
         if path.suffix.lower() == ".safetensors":
             try:
-                header, metadata = read_safetensors_header(path)
-                shapes = {k: tuple(v.get("shape", ())) for k, v in header.items() if isinstance(v, dict)}
-            except (OSError, ValueError, struct.error) as error:
+                header = read_header(path)
+                shapes, metadata = header.shapes, dict(header.metadata)
+            except SafetensorsReadError as error:
                 log.warning("LoRA %s: unreadable header (%s)", path, error)
         metadata.pop("ssmd_cover_images", None)  # cover images: too big to keep or show as text
         families = families_of(shapes, metadata) if (shapes or metadata) else FAMILIES

@@ -1,7 +1,7 @@
 """Model upscaler files (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT, ...) read through spandrel and run in tiles.
 
 Reading never runs code from a file: ``.pth``/``.pt`` pickles go through torch's ``weights_only`` unpickler (the
-same guarded loader as checkpoints, ``model_manager.safe_pickle``) and ``.safetensors`` through safetensors;
+same guarded loader as checkpoints, ``model_manager.safe_pickle``) and ``.safetensors`` through ``safetensors_file``;
 spandrel only gets the resulting state dict, detects the architecture from its keys and builds the network.
 (spandrel's own file loader uses a pickle allow-list of its own and TorchScript for ``.pt``; we use neither.)
 
@@ -34,12 +34,12 @@ def read_state_dict(path: Path) -> dict:
 
     path = Path(path)
     if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+        from paragoger.model_manager.safetensors_file import SafetensorsReadError, read_tensors
 
         try:
-            return load_file(str(path), device="cpu")
-        except Exception as err:  # noqa: BLE001 - a damaged header or body fails in several ways
-            raise UserError("upscaler_unreadable", name=path.name, reason=_first_line(err)) from None
+            return read_tensors(path)[0]
+        except SafetensorsReadError as err:
+            raise UserError("upscaler_unreadable", name=path.name, reason=str(err)) from None
     try:
         loaded = load_ckpt(path, display_name=path.name)
     except ModelLoadError as err:

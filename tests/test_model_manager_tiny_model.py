@@ -1,4 +1,5 @@
-"""Test models: deterministic, and laid out exactly like the files people download."""
+"""Tiny models (the product's tiny_model and the tests' other formats): deterministic, and laid out exactly like
+the files people download."""
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +8,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from paragoger.model_manager import fixtures
 from paragoger.model_manager.full_size import full_size_state_dict_on_meta
+from paragoger.model_manager.tiny_model import tiny_model, write_single_file
+from tests.fixtures.checkpoints import write_ckpt, write_diffusers_folder
 
 
 def digest(path) -> str:
@@ -18,9 +20,9 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("writer, name", [(fixtures.write_single_file, "m.safetensors"),
-                                          (fixtures.write_ckpt, "m.ckpt"),
-                                          (fixtures.write_diffusers_folder, "m")])
+@pytest.mark.parametrize("writer, name", [(write_single_file, "m.safetensors"),
+                                          (write_ckpt, "m.ckpt"),
+                                          (write_diffusers_folder, "m")])
 def test_same_seed_gives_the_same_bytes(tmp_path, writer, name):
     first = writer(tmp_path / "a" / name, "sd1", seed=4)
     second = writer(tmp_path / "b" / name, "sd1", seed=4)
@@ -33,7 +35,7 @@ def test_building_a_tiny_model_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    fixtures.tiny_model("sdxl")
+    tiny_model("sdxl")
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -73,7 +75,7 @@ def test_vae_attention_is_stored_as_one_by_one_convolutions(tiny_sd1_file):
 
 
 def test_openclip_weights_are_fused_like_the_original(tiny_model_file):
-    model = fixtures.tiny_model("sdxl")
+    model = tiny_model("sdxl")
     with safe_open(str(tiny_model_file("sdxl")), framework="pt") as handle:
         fused = handle.get_tensor("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight")
         projection = handle.get_tensor("conditioner.embedders.1.model.text_projection")
@@ -93,4 +95,4 @@ def test_sd2_file_has_the_extra_openclip_layer_sd2_never_uses(tiny_model_file):
 
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="sd1, sd1-inpaint"):
-        fixtures.tiny_model("sd3")
+        tiny_model("sd3")

@@ -82,16 +82,15 @@ def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folde
 def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_folder(shared_on_the_network,
                                                                                     data_dir):
     from paragoger.ui.tabs.extras import FOLDER
-    from tests.test_extensions_ui import handler
+    from tests.test_extensions_ui import call_handler, handler
 
     demo, outside = shared_on_the_network
     run_extras = handler(demo, "run", "extras_batch_input_dir")
+    mode = next(c for c in run_extras.inputs if c.get_block_name() == "state" and c.value == "single")
 
     def run(input_dir, output_dir):
-        values = [{"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir}.get(
-            c.elem_id, FOLDER if c.get_block_name() == "state" and c.value == "single" else c.value)
-            for c in run_extras.inputs]
-        return list(run_extras.fn(*values))[-1]
+        return call_handler(run_extras, {"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir,
+                                         mode: FOLDER})[-1]
 
     for source, target in OUTSIDE_TRIES:
         *_, error = run(source.format(outside=outside), target.format(outside=outside))

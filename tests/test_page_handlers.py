@@ -94,3 +94,25 @@ def test_a_job_from_the_img2img_tab_is_an_img2img_job_at_get_jobs(api, app_conte
                                                      f"{tab}_width": 64, f"{tab}_height": 64, **picture_input})
         report = api.get(f"/jobs/{job.id}").json()
         assert (report["kind"], report["state"]) == (tab, "done")
+
+
+EXTRAS = {
+    "extras_upscaling_resize": ("upscaling_resize", 2.5), "extras_upscaling_resize_w": ("upscaling_resize_w", 96),
+    "extras_upscaling_resize_h": ("upscaling_resize_h", 80), "extras_upscaling_crop": ("upscaling_crop", False),
+    "extras_upscaler_1": ("upscaler_1", "Lanczos"), "extras_upscaler_2": ("upscaler_2", "Nearest"),
+    "extras_upscaler_2_visibility": ("extras_upscaler_2_visibility", 0.3),
+}
+
+
+def test_every_extras_control_fills_its_own_request_field(app_context, tmp_path):
+    from paragoger.core.extras import RESIZE_TO
+
+    picture().save(tmp_path / "harbour.png")
+    fn = handler(build_ui(app_context), "run", "extras_image")
+    resize_mode = next(c for c in fn.inputs if c.get_block_name() == "state" and c.value == 0)  # "Scale by" tab
+    wanted = {elem_id: value for elem_id, (_, value) in EXTRAS.items()}
+    *_, (gallery, _, _, error) = call_handler(fn, {**wanted, "extras_image": str(tmp_path / "harbour.png"),
+                                                   resize_mode: RESIZE_TO})
+    assert error == "" and len(gallery) == 1
+    [job] = [job for job in app_context.queue.finished() if job.kind == "extras"]
+    assert_fields(job.payload.request, {**dict(EXTRAS.values()), "resize_mode": RESIZE_TO})

@@ -243,35 +243,38 @@ def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None 
                                  show_progress="hidden")
 
 
+# What the ↙️ button fills from an infotext besides the prompts, by the request field each control fills.
+PASTED_FIELDS = ("sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
+                 "subseed_strength", "seed_resize_from_w", "seed_resize_from_h")
+
+
 def wire_paste(context, panel: GenerationPanel) -> None:
     """The ↙️ button (and a PNG dropped on the prompt box, through javascript/drop_png.js): the infotext in the
     prompt box fills the fields, and the checkpoint it names is loaded when it is here."""
     from paragoger.core.paste import parameters_from_infotext
 
-    s = panel.seeds
-    targets = [panel.prompt, panel.negative_prompt, panel.sampler, panel.scheduler, panel.steps, panel.width,
-               panel.height, panel.cfg_scale, s.seed, s.subseed, s.subseed_strength, s.seed_resize_from_w,
-               s.seed_resize_from_h]
-    keys = [None, None, "sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
-            "subseed_strength", "seed_resize_from_w", "seed_resize_from_h"]
+    common = panel.common_controls()
+    targets = {key: common[key] for key in PASTED_FIELDS}
     # a tab's own fields: (widget, request field, value -> widget value), e.g. txt2img's Hires. fix
     tab_fields = list(panel.extra.get("paste_fields", ()))
-    outputs = [*targets, *(widget for widget, _, _ in tab_fields), panel.error] + (
-        [panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
+    outputs = [panel.prompt, panel.negative_prompt, *targets.values(), *(widget for widget, _, _ in tab_fields),
+               panel.error] + ([panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
 
     def paste(text):
+        """{component: new value}: only the fields the infotext names change."""
         pasted = parameters_from_infotext(text or "")
         context.extensions.infotext_pasted(text or "", pasted.fields)
-        values = [pasted.prompt, pasted.negative_prompt]
-        values += [pasted.fields[key] if key in pasted.fields else gr.update() for key in keys[2:]]
-        values += [convert(pasted.fields[key]) if key in pasted.fields else gr.update()
-                   for _, key, convert in tab_fields]
-        message, checkpoint = "", gr.update()
+        updates = {panel.prompt: pasted.prompt, panel.negative_prompt: pasted.negative_prompt, panel.error: ""}
+        updates.update({widget: pasted.fields[key] for key, widget in targets.items() if key in pasted.fields})
+        updates.update({widget: convert(pasted.fields[key]) for widget, key, convert in tab_fields
+                        if key in pasted.fields})
         if pasted.checkpoint_query:
             try:
-                checkpoint = gr.update(value=context.select_checkpoint(pasted.checkpoint_query).title)
+                title = context.select_checkpoint(pasted.checkpoint_query).title
+                if panel.checkpoint_dropdown:
+                    updates[panel.checkpoint_dropdown] = gr.update(value=title)
             except UserError as err:
-                message = widgets.error_html(context.describe(err))
-        return [*values, message] + ([checkpoint] if panel.checkpoint_dropdown else [])
+                updates[panel.error] = widgets.error_html(context.describe(err))
+        return updates
 
     panel.paste.click(paste, inputs=panel.prompt, outputs=outputs, api_visibility="private")

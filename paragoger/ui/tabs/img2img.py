@@ -172,28 +172,34 @@ def wire_send_to(source: generation.GenerationPanel, target: generation.Generati
     from paragoger.core.paste import parameters_from_infotext
     from paragoger.imaging.metadata import read_infotext
 
-    fields = ["sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height"]
-    field_widgets = [target.sampler, target.scheduler, target.steps, target.cfg_scale, target.seeds.seed,
-                     target.width, target.height]
+    common = target.common_controls()
+    sent = {key: common[key] for key in ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width",
+                                         "height")}
 
     def send(destination: str):
         def handler(gallery, selected):
+            """{component: new value}: the img2img tab opens on ``destination`` with the picture and the fields
+            its infotext names."""
             if not gallery:
-                return [gr.update()] * (7 + len(fields))
+                return gr.skip()
             path = gallery[min(int(selected or 0), len(gallery) - 1)][0]
             picture = Image.open(path)
             picture.load()
             pasted = parameters_from_infotext(read_infotext(path) or "")
-            editor_value = {"background": picture.convert("RGBA"), "layers": [], "composite": None}
-            values = [pasted.fields.get(name, gr.update()) for name in fields]
-            sent_image = picture if destination == "img2img" else gr.update()
-            sent_editor = editor_value if destination == "inpaint" else gr.update()
-            return [gr.Tabs(selected="img2img"), gr.Tabs(selected=destination), destination, sent_image,
-                    sent_editor, pasted.prompt, pasted.negative_prompt, *values]
+            updates = {tabs: gr.Tabs(selected="img2img"), target.extra["modes"]: gr.Tabs(selected=destination),
+                       target.extra["source"]: destination, target.prompt: pasted.prompt,
+                       target.negative_prompt: pasted.negative_prompt}
+            if destination == "img2img":
+                updates[target.extra["image"]] = picture
+            else:
+                updates[target.extra["inpaint"]] = {"background": picture.convert("RGBA"), "layers": [],
+                                                    "composite": None}
+            updates.update({widget: pasted.fields[key] for key, widget in sent.items() if key in pasted.fields})
+            return updates
         return handler
 
-    outputs = [tabs, target.extra["modes"], target.extra["source"], target.extra["image"], target.extra["inpaint"], target.prompt,
-               target.negative_prompt, *field_widgets]
+    outputs = [tabs, target.extra["modes"], target.extra["source"], target.extra["image"], target.extra["inpaint"],
+               target.prompt, target.negative_prompt, *sent.values()]
     for destination in ("img2img", "inpaint"):
         source.extra[f"send_to_{destination}"].click(
             send(destination), inputs=[source.gallery, source.extra["selected"]], outputs=outputs,

@@ -12,7 +12,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Callable, Protocol
 
 from paragoger.errors import QueueFullError, UserError
@@ -47,7 +47,11 @@ class Progress:
 
 @dataclass(eq=False)  # jobs are compared by identity: comparing requests (pictures) would be slow
 class Job:
-    payload: Payload
+    """``payload``: the work (``core/payloads.py``); None only for a job made outside the queue to follow one
+    generation's progress (``Engine.generate(request)``, the benchmark). ``Job(request=r)`` is the job of the
+    generation ``r``: the same as ``Job(GenerationJob(r))``."""
+
+    payload: Payload | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = QUEUED
     created: float = field(default_factory=time.time)
@@ -61,16 +65,18 @@ class Job:
     skipped: bool = False
     meta: dict = field(default_factory=dict)   # what the submitter needs later (e.g. the API body)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    request: InitVar[Any] = None
 
-    def __post_init__(self):
-        if not isinstance(getattr(self.payload, "kind", None), str):
-            raise TypeError(f"a job carries a payload that names its kind (paragoger.core.payloads), "
-                            f"not {type(self.payload).__name__}")
+    def __post_init__(self, request):
+        if self.payload is None and request is not None:
+            from paragoger.core.payloads import GenerationJob
+
+            self.payload = GenerationJob(request)
 
     @property
     def kind(self) -> str:
         """What kind of work this is ("txt2img", "img2img", "load-model", "extras", ...), from the payload."""
-        return self.payload.kind
+        return self.payload.kind if self.payload is not None else ""
 
     # Control, called from any thread.
     def interrupt(self) -> None:
@@ -147,6 +153,9 @@ class JobQueue:
         self._worker.start()
 
     def submit(self, payload: Payload, meta: dict | None = None) -> Job:
+        if not isinstance(getattr(payload, "kind", None), str):
+            raise TypeError(f"a job carries a payload that names its kind (paragoger.core.payloads), "
+                            f"not {type(payload).__name__}")
         job = Job(payload=payload, meta=dict(meta or {}))
         with self._cond:
             if self._refusal is not None:

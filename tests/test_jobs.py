@@ -159,3 +159,12 @@ def test_a_new_kind_of_work_plugs_in_with_one_handler_and_shows_its_kind_at_get_
     assert (report["kind"], report["state"]) == ("countdown", "done")
     unknown = app_context.queue.run(Work(1))  # no handler registered: the job fails and says why
     assert unknown.state == FAILED and "no handler registered for Work jobs" in str(unknown.error)
+
+
+def test_a_finished_model_switch_keeps_the_checkpoints_description_never_its_modules(app_context):
+    from paragoger.model_manager.components import CheckpointInfo
+
+    info = app_context.select_checkpoint(None)
+    [job] = [job for job in app_context.queue.finished() if job.kind == "load-model"]
+    assert isinstance(job.result, CheckpointInfo) and job.result is info  # kept for GET /jobs/{id}
+    assert app_context.cache.current.info.title == info.title

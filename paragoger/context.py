@@ -17,7 +17,8 @@ from paragoger.core.batch import run_batch
 from paragoger.devices import DeviceConfig, choose_device
 from paragoger.core.engine import Engine
 from paragoger.core.extras import extras_output_dir, run_extras
-from paragoger.core.jobs import CALL, Job, JobQueue
+from paragoger.core.jobs import Job, JobHandlers, JobQueue
+from paragoger.core.payloads import CaptionJob, ExtrasJob, GenerationJob, Img2ImgBatchJob, ModelSwitch, WorkerCall
 from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
 from paragoger.ext.services import AppServices
@@ -36,12 +37,6 @@ from paragoger.settings import Settings
 from paragoger.upscale import UpscalerRegistry
 from paragoger.upscale.model_files import ModelUpscalers
 from paragoger.upscale.spandrel_models import SpandrelModels
-
-LOAD_MODEL = "load-model"
-IMG2IMG_BATCH = "img2img-batch"
-EXTRAS = "extras"  # the Extras tab and /extra-*-image(s): an ExtrasRequest -> ExtrasResult
-CAPTION = "caption"  # image to text: (captioner name, picture) -> text
-
 
 class AppContext:
     def __init__(self, options: LaunchOptions, *, device: DeviceConfig | None = None):
@@ -84,7 +79,13 @@ class AppContext:
         self.scripts = self.extensions.scripts
         self.extensions.engine = self.engine
         self.engine.extension_runner = self.extensions.generation
-        self.queue = JobQueue(self._run_job, max_waiting=options.queue_size)
+        # The worker runs each job by its payload's type (paragoger/core/payloads.py): a new kind is one line here.
+        self.job_handlers = JobHandlers()
+        for payload_type, handler in ((GenerationJob, self._generate), (ModelSwitch, self._switch_model),
+                                      (ExtrasJob, self._extras), (Img2ImgBatchJob, self._img2img_batch),
+                                      (CaptionJob, self._caption), (WorkerCall, lambda call, job: call.fn(job))):
+            self.job_handlers.register(payload_type, handler)
+        self.queue = JobQueue(self.job_handlers, max_waiting=options.queue_size)
         self.control = ServerControl(self.queue)  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
         self._counter_tokenizer = None  # built on first use when no model is loaded yet
         self._translations: tuple[str, dict] | None = None  # (language, table), see ``translations``
@@ -116,32 +117,35 @@ class AppContext:
     def create_test_model(self):
         return self.library.create_test_model("sd1")
 
-    # The worker: every job, from the UI or the API, runs here, one at a time. ---------------------------------
-    def _run_job(self, job: Job):
-        if job.kind == LOAD_MODEL:
-            checkpoint, vae = job.request
-            components = self.engine.load_model(checkpoint, vae, self.settings)
-            self.settings.update({"sd_model_checkpoint": components.info.title})
-            self.extensions.notify_model(components)
-            # The checkpoint's description, never its modules: finished jobs are kept for GET /jobs/{id}, and a
-            # job holding the modules kept every switched-away model in memory (issue 10).
-            return components.info
-        if job.kind == EXTRAS:
-            return run_extras(job.request, self.upscalers, output_dir=extras_output_dir(self.paths, self.settings),
-                              extension=self.settings["samples_format"], jpeg_quality=self.settings["jpeg_quality"],
-                              job=job)
-        if job.kind == IMG2IMG_BATCH:
-            batch = job.request
-            return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir,
-                             output_dir=batch.output_dir, mask_dir=batch.mask_dir)
-        if job.kind == CAPTION:
-            name, picture = job.request
-            return self.captioners.caption(name, picture, self.settings.as_dict())
-        return self.extensions.run_generation(job.request, job)
+    # The worker: every job, from the UI or the API, runs here, one at a time (see job_handlers). ----------------
+    def _generate(self, payload: GenerationJob, job: Job):
+        return self.extensions.run_generation(payload.request, job)
 
-    def run_and_wait(self, request, kind: str):
-        """Queue ``request`` as a job of ``kind``, wait for it, and return its result (or raise its error)."""
-        job = self.queue.run(request, kind=kind)
+    def _switch_model(self, payload: ModelSwitch, job: Job):
+        components = self.engine.load_model(payload.checkpoint, payload.vae, self.settings)
+        self.settings.update({"sd_model_checkpoint": components.info.title})
+        self.extensions.notify_model(components)
+        # The checkpoint's description, never its modules: finished jobs are kept for GET /jobs/{id}, and a
+        # job holding the modules kept every switched-away model in memory (issue 10).
+        return components.info
+
+    def _extras(self, payload: ExtrasJob, job: Job):
+        return run_extras(payload.request, self.upscalers, output_dir=extras_output_dir(self.paths, self.settings),
+                          extension=self.settings["samples_format"], jpeg_quality=self.settings["jpeg_quality"],
+                          job=job)
+
+    def _img2img_batch(self, payload: Img2ImgBatchJob, job: Job):
+        batch = payload.batch
+        return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir, output_dir=batch.output_dir,
+                         mask_dir=batch.mask_dir)
+
+    def _caption(self, payload: CaptionJob, job: Job):
+        return self.captioners.caption(payload.captioner, payload.image, self.settings.as_dict())
+
+    def run_and_wait(self, payload):
+        """Queue ``payload`` (paragoger/core/payloads.py) as a job, wait for it, and return its result (or raise its
+        error)."""
+        job = self.queue.run(payload)
         if job.error is not None:
             raise job.error
         return job.result
@@ -149,12 +153,12 @@ class AppContext:
     def select_checkpoint(self, name: str, vae: str | None = None):
         """Load a checkpoint through the queue (so it never races a running generation) and remember it; returns
         its CheckpointInfo."""
-        return self.run_and_wait((name, vae), LOAD_MODEL)
+        return self.run_and_wait(ModelSwitch(name, vae))
 
     def run_in_worker(self, fn):
         """``fn()`` run by the job worker, between generations (device work for extensions: model upscalers...);
         its result, or its error raised."""
-        return self.run_and_wait(lambda job: fn(), CALL)
+        return self.run_and_wait(WorkerCall(lambda job: fn()))
 
     def interrogate(self, image, captioner: str | None = "clip") -> str:
         """The text captioner ``captioner`` gives ``image``, through the queue (models load on the device while no
@@ -162,15 +166,15 @@ class AppContext:
         self.captioners.get(captioner)
         if image is None:
             raise UserError("caption_image_missing")
-        return self.run_and_wait((captioner, image), CAPTION)
+        return self.run_and_wait(CaptionJob(captioner, image))
 
     def submit_extras(self, request) -> Job:
         """Check an ExtrasRequest (unknown upscaler, absurd scale -> UserError now) and queue it."""
-        return self.queue.submit(request.validate(self.upscalers), kind=EXTRAS)
+        return self.queue.submit(ExtrasJob(request.validate(self.upscalers)))
 
     def run_extras(self, request):
         """Upscale through the queue and wait: the ExtrasResult, or the job's error raised."""
-        return self.run_and_wait(request.validate(self.upscalers), EXTRAS)
+        return self.run_and_wait(ExtrasJob(request.validate(self.upscalers)))
 
     def token_count(self, prompt: str, steps: int = 20) -> tuple[int, int]:
         """What the prompt box counter shows: tokens of the longest scheduled text, and the chunk limit."""

@@ -179,14 +179,15 @@ def test_job_ids_are_only_looked_up(api):
 
 
 def test_output_folders_from_the_settings_page_and_the_engine_stay_inside_outputs(app_context, tmp_path):
+    from paragoger.core.payloads import GenerationJob
     from paragoger.core.request import GenerationRequest
     from paragoger.errors import UserError
 
     elsewhere = tmp_path / "elsewhere"
     with pytest.raises(UserError, match="outside"):
         app_context.apply_options({"outdir_txt2img_samples": str(elsewhere)})  # what the Settings tab calls
-    job = app_context.queue.run(GenerationRequest(prompt="x", steps=1, width=64, height=64,
-                                                  override_settings={"outdir_samples": "../../elsewhere"}))
+    job = app_context.queue.run(GenerationJob(GenerationRequest(
+        prompt="x", steps=1, width=64, height=64, override_settings={"outdir_samples": "../../elsewhere"})))
     assert isinstance(job.error, UserError) and "outside" in str(job.error)
     assert not elsewhere.exists()
 
@@ -194,6 +195,7 @@ def test_output_folders_from_the_settings_page_and_the_engine_stay_inside_output
 def test_an_output_folder_written_into_config_json_by_hand_is_the_owners_choice(data_dir, tmp_path):
     from paragoger.cli import parse_args
     from paragoger.context import AppContext
+    from paragoger.core.payloads import GenerationJob
     from paragoger.core.request import GenerationRequest
 
     chosen = tmp_path / "my-pictures"
@@ -201,7 +203,7 @@ def test_an_output_folder_written_into_config_json_by_hand_is_the_owners_choice(
     context = AppContext(parse_args(["--data-dir", str(data_dir)], env={}))
     try:
         context.apply_options({"outdir_txt2img_samples": str(chosen), "jpeg_quality": 90})  # the page saves all
-        result = context.queue.run(GenerationRequest(prompt="x", steps=1, width=64, height=64)).result
+        result = context.queue.run(GenerationJob(GenerationRequest(prompt="x", steps=1, width=64, height=64))).result
         assert str(result.images[0].path).startswith(str(chosen))
     finally:
         context.close()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paragoger.context import IMG2IMG_BATCH
 from paragoger.core.batch import BatchRequest
+from paragoger.core.payloads import Img2ImgBatchJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
 from tests.test_img2img_core import picture, square_mask
@@ -23,7 +23,7 @@ def test_every_picture_is_processed_and_a_broken_file_is_skipped(app_context, tm
     picture(seed=2).save(source / "b.jpg")
     (source / "broken.png").write_bytes(b"\x89PNG not really")
     square_mask().save(masks / "b.png")
-    job = app_context.queue.run(BatchRequest(template(), source, out, masks), kind=IMG2IMG_BATCH)
+    job = app_context.queue.run(Img2ImgBatchJob(BatchRequest(template(), source, out, masks)))
     report = job.result
     assert sorted(path.name for path in report.written) == ["a.png", "b.png"]
     assert [name for name, _ in report.skipped] == ["broken.png"]
@@ -36,7 +36,7 @@ def test_every_picture_is_processed_and_a_broken_file_is_skipped(app_context, tm
 
 
 def test_a_missing_input_folder_is_a_clear_error(app_context, tmp_path):
-    job = app_context.queue.run(BatchRequest(template(), tmp_path / "nope", tmp_path / "out"), kind=IMG2IMG_BATCH)
+    job = app_context.queue.run(Img2ImgBatchJob(BatchRequest(template(), tmp_path / "nope", tmp_path / "out")))
     assert isinstance(job.error, UserError) and "does not exist" in str(job.error)
 
 
@@ -62,7 +62,7 @@ def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folde
                                                                                  data_dir):
     """With --listen a visitor types folder names into the page: outside the data folder is refused, relative
     names start in the data folder."""
-    from tests.test_extensions_ui import handler
+    from tests.test_extensions_ui import call_handler, handler
 
     demo, outside = shared_on_the_network
     process = handler(demo, "process", "img2img_batch_input_dir")
@@ -70,9 +70,7 @@ def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folde
     def run(input_dir, output_dir):
         folders = {"img2img_batch_input_dir": input_dir, "img2img_batch_output_dir": output_dir,
                    "img2img_steps": 2, "img2img_width": 64, "img2img_height": 64}
-        values = [folders.get(c.elem_id, c.preprocess(c.value) if c.get_block_name() == "radio" else c.value)
-                  for c in process.inputs]
-        return list(process.fn(*values))[-1]
+        return call_handler(process, folders)[-1]
 
     for source, target in OUTSIDE_TRIES:
         _, error, _ = run(source.format(outside=outside), target.format(outside=outside))
@@ -84,16 +82,15 @@ def test_on_the_network_the_batch_tab_only_reaches_folders_inside_the_data_folde
 def test_on_the_network_the_extras_batch_from_directory_stays_inside_the_data_folder(shared_on_the_network,
                                                                                     data_dir):
     from paragoger.ui.tabs.extras import FOLDER
-    from tests.test_extensions_ui import handler
+    from tests.test_extensions_ui import call_handler, handler
 
     demo, outside = shared_on_the_network
     run_extras = handler(demo, "run", "extras_batch_input_dir")
+    mode = next(c for c in run_extras.inputs if c.get_block_name() == "state" and c.value == "single")
 
     def run(input_dir, output_dir):
-        values = [{"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir}.get(
-            c.elem_id, FOLDER if c.get_block_name() == "state" and c.value == "single" else c.value)
-            for c in run_extras.inputs]
-        return list(run_extras.fn(*values))[-1]
+        return call_handler(run_extras, {"extras_batch_input_dir": input_dir, "extras_batch_output_dir": output_dir,
+                                         mode: FOLDER})[-1]
 
     for source, target in OUTSIDE_TRIES:
         *_, error = run(source.format(outside=outside), target.format(outside=outside))

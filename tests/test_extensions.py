@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from paragoger.context import AppContext
+from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
 from paragoger.ext import api
@@ -75,7 +76,7 @@ def small_request(**changes) -> GenerationRequest:
 
 def generate(context: AppContext, **changes):
     """Through the queue, as the UI and the HTTP routes do."""
-    job = context.queue.run(small_request(**changes))
+    job = context.queue.run(GenerationJob(small_request(**changes)))
     if job.error is not None:
         raise job.error
     return job.result

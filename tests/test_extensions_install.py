@@ -269,11 +269,12 @@ def test_restart_waits_until_the_queue_is_idle():
     import threading
 
     from paragoger.core.jobs import JobQueue
+    from paragoger.core.payloads import WorkerCall
 
     release = threading.Event()
     queue = JobQueue(lambda job: release.wait(60))
     try:
-        running, waiting = queue.submit("first"), queue.submit("second")
+        running, waiting = (queue.submit(WorkerCall(lambda job: None)) for _ in range(2))
         assert queue.wait_idle(timeout=0) is False
         release.set()
         assert queue.wait_idle(timeout=60) is True

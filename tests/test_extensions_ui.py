@@ -2,6 +2,7 @@
 the Extensions tab listing status with the traceback."""
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def handler(demo, name: str, elem_id: str):
     raise AssertionError(f"no {name} handler with input {elem_id}")
 
 
+def call_handler(fn, wanted: dict) -> list:
+    """Every update a page handler gives, called as Gradio calls it: each input's value from ``wanted`` (keyed by
+    elem_id, or by the component itself for one without, such as a gr.State) or else its default as the handler
+    receives it; one {component: value} dict when the event takes its inputs as a set (handlers reading by name)."""
+    def value_of(c):
+        if c in wanted or c.elem_id in wanted:
+            return wanted[c] if c in wanted else wanted[c.elem_id]
+        return c.preprocess(c.value) if c.get_block_name() == "radio" else c.value
+
+    values = [value_of(c) for c in fn.inputs]
+    outcome = fn.fn(dict(zip(fn.inputs, values))) if fn.inputs_as_dict else fn.fn(*values)
+    return list(outcome) if inspect.isgenerator(outcome) else [outcome]
+
+
 def test_generate_handler_passes_script_inputs_by_name_and_uses_the_extension_sampler(context_with_example):
     from paragoger.ui.app import build_ui
 
@@ -42,8 +57,7 @@ def test_generate_handler_passes_script_inputs_by_name_and_uses_the_extension_sa
     wanted = {"txt2img_prompt": "a green hill", "txt2img_steps": 3, "txt2img_width": 64, "txt2img_height": 64,
               "txt2img_sampling": "Example Euler", "txt2img_seed": 11,
               "txt2img_script_example_stamp_enabled": True, "txt2img_script_example_stamp_note": "from the page"}
-    values = [wanted.get(c.elem_id, c.value) for c in fn.inputs]
-    *_, last = list(fn.fn(*values))
+    *_, last = call_handler(fn, wanted)
     gallery, _, infotext_html, _, seed, error = last
     assert error == "" and seed == 11
     fields = parse_infotext(read_infotext(gallery[0][0]))

@@ -9,6 +9,7 @@ from PIL import Image
 
 from paragoger.core import hires
 from paragoger.core.jobs import Job
+from paragoger.core.payloads import GenerationJob
 from paragoger.core.paste import parameters_from_infotext
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
@@ -246,16 +247,17 @@ def test_enable_hr_through_the_api(api):
 
 
 def test_xyz_plot_has_hires_axes(app_context):
-    job = app_context.queue.run(request(steps=2, hr_second_pass_steps=1, script_name="X/Y/Z plot", script_args={
-        "x_type": "Hires upscaler", "x_values": "Latent, lanczos", "y_type": "Hires steps", "y_values": "1, 2",
-        "include_lone_images": True}))
+    job = app_context.queue.run(GenerationJob(request(
+        steps=2, hr_second_pass_steps=1, script_name="X/Y/Z plot", script_args={
+            "x_type": "Hires upscaler", "x_values": "Latent, lanczos", "y_type": "Hires steps", "y_values": "1, 2",
+            "include_lone_images": True})))
     assert job.error is None, job.error
     cells = job.result.images[1:]
     assert [cell.image.size for cell in cells] == [(96, 96)] * 4
     assert ["Hires upscaler: Lanczos" in cell.infotext for cell in cells] == [False, True, False, True]
     assert ["Hires steps: 2" in cell.infotext for cell in cells] == [False, False, True, True]
-    refused = app_context.queue.run(request(script_name="X/Y/Z plot", script_args={
-        "x_type": "Hires sampler", "x_values": "Euler, Nope"}))
+    refused = app_context.queue.run(GenerationJob(request(script_name="X/Y/Z plot", script_args={
+        "x_type": "Hires sampler", "x_values": "Euler, Nope"})))
     assert isinstance(refused.error, UserError) and "Hires sampler" in str(refused.error)
 
 

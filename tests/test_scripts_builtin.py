@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
 from paragoger.imaging.infotext import parse_infotext
@@ -16,7 +17,7 @@ def small_request(**changes) -> GenerationRequest:
 
 
 def generate(context, **changes):
-    job = context.queue.run(small_request(**changes))
+    job = context.queue.run(GenerationJob(small_request(**changes)))
     if job.error is not None:
         raise job.error
     return job.result

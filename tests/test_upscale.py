@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from paragoger.cli import parse_args
-from paragoger.context import EXTRAS, AppContext
+from paragoger.context import AppContext
 from paragoger.devices import choose_device
 from paragoger.core.extras import ExtrasRequest
 from paragoger.errors import UserError
@@ -183,7 +183,7 @@ def test_extras_saves_the_picture_with_its_own_infotext_and_the_postprocess_fiel
     assert read_infotext(path) == (ORIGINAL_INFOTEXT
                                    + ", Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+")
     assert result.postprocess_texts == ["Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+"]
-    assert [job.kind for job in app_context.queue.finished()] == [EXTRAS]
+    assert [job.kind for job in app_context.queue.finished()] == ["extras"]
 
 
 def test_a_picture_without_infotext_gets_the_postprocess_fields_alone(app_context):

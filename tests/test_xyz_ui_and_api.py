@@ -12,7 +12,7 @@ from PIL import Image
 from paragoger.imaging.infotext import parse_infotext
 from paragoger.imaging.metadata import read_infotext
 from paragoger.ui.app import build_ui
-from tests.test_extensions_ui import handler
+from tests.test_extensions_ui import call_handler, handler
 
 CELL = 64
 
@@ -25,8 +25,7 @@ def test_xyz_from_the_page_script_dropdown(app_context):
               "txt2img_sampling": "Euler", "txt2img_seed": 5, "txt2img_script": "X/Y/Z plot",
               f"{xyz}_x_type": "Steps", f"{xyz}_x_values": "1-3", f"{xyz}_y_type": "CFG Scale",
               f"{xyz}_y_values": "3, 7", f"{xyz}_include_lone_images": True}
-    values = [wanted.get(c.elem_id, c.value) for c in generate.inputs]
-    *_, last = list(generate.fn(*values))
+    *_, last = call_handler(generate, wanted)
     gallery, *_, error = last
     assert error == ""
     grid_path, *cell_paths = [item[0] for item in gallery]

@@ -16,8 +16,9 @@ from paragoger import messages
 from paragoger.api import schemas
 from paragoger.core import hires
 from paragoger.core.extras import ExtrasRequest
-from paragoger.core.jobs import CALL, CANCELLED, DONE, FAILED, Job
+from paragoger.core.jobs import CANCELLED, DONE, FAILED, Job
 from paragoger.core.outpaint import OutpaintOptions, outpaint_request
+from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
 from paragoger.ext.install import check_access
@@ -194,7 +195,7 @@ def build_router(context) -> APIRouter:
         A client that goes away before its job starts has it removed from the queue; a job already running
         finishes (its pictures are saved when asked), and the worker goes on with the next."""
         request = await run_in_threadpool(lambda: check(build(body)))
-        job = context.queue.submit(request, kind=request.mode, meta={"respond": respond})
+        job = context.queue.submit(GenerationJob(request), meta={"respond": respond})
         if wants_async(body):
             return JSONResponse(status_code=202, content=job_brief(job))
         while not job.is_finished:
@@ -445,9 +446,7 @@ def build_router(context) -> APIRouter:
     def unload_checkpoint():
         """Free the loaded models, through the queue (never under a running generation); the next generation
         loads the selected checkpoint again."""
-        job = context.queue.run(lambda _job: context.cache.unload_all(), kind=CALL)
-        if job.state == FAILED:
-            raise job.error
+        context.run_in_worker(context.cache.unload_all)
         return {}
 
     # Restart / stop / kill (paragoger/lifecycle.py), refused like installing extensions (ext/install.py). The

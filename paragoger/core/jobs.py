@@ -1,7 +1,9 @@
 """Jobs and the one queue that runs them: UI and API requests wait in the same line for the device.
 
-A Job carries its request, its progress (what the progress bar and /sdapi/v1/progress show), its own interrupt
-and skip flags, and finally its result or error. The JobQueue runs jobs one at a time on a worker thread.
+A Job carries a typed payload (``core/payloads.py``: a generation, a model switch, extras, ...) and the kind that
+payload names, its progress (what the progress bar and /sdapi/v1/progress show), its own interrupt and skip flags,
+and finally its result or error. The JobQueue runs jobs one at a time on a worker thread; ``JobHandlers`` picks
+the function that runs each payload type.
 """
 from __future__ import annotations
 
@@ -10,13 +12,19 @@ import time
 import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Callable, Protocol
 
 from paragoger.errors import QueueFullError, UserError
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-CALL = "call"  # a job whose request is a function ``fn(job)`` run by the worker itself (model load/unload)
+
+
+class Payload(Protocol):
+    """What a job carries (see ``core/payloads.py``): any object that names its kind of work."""
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass
@@ -39,8 +47,11 @@ class Progress:
 
 @dataclass(eq=False)  # jobs are compared by identity: comparing requests (pictures) would be slow
 class Job:
-    request: Any
-    kind: str = "txt2img"
+    """``payload``: the work (``core/payloads.py``); None only for a job made outside the queue to follow one
+    generation's progress (``Engine.generate(request)``, the benchmark). ``Job(request=r)`` is the job of the
+    generation ``r``: the same as ``Job(GenerationJob(r))``."""
+
+    payload: Payload | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = QUEUED
     created: float = field(default_factory=time.time)
@@ -54,6 +65,18 @@ class Job:
     skipped: bool = False
     meta: dict = field(default_factory=dict)   # what the submitter needs later (e.g. the API body)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    request: InitVar[Any] = None
+
+    def __post_init__(self, request):
+        if self.payload is None and request is not None:
+            from paragoger.core.payloads import GenerationJob
+
+            self.payload = GenerationJob(request)
+
+    @property
+    def kind(self) -> str:
+        """What kind of work this is ("txt2img", "img2img", "load-model", "extras", ...), from the payload."""
+        return self.payload.kind if self.payload is not None else ""
 
     # Control, called from any thread.
     def interrupt(self) -> None:
@@ -95,8 +118,26 @@ class Job:
         return self._done.is_set()
 
 
+class JobHandlers:
+    """Which function runs each payload type: ``register(GenerationJob, fn)``, where ``fn(payload, job)`` returns
+    the job's result. Called with a job, it runs the handler of the job's payload type (the queue's runner)."""
+
+    def __init__(self):
+        self._handlers: dict[type, Callable[[Any, Job], Any]] = {}
+
+    def register(self, payload_type: type, handler: Callable[[Any, Job], Any]) -> None:
+        self._handlers[payload_type] = handler
+
+    def __call__(self, job: Job) -> Any:
+        handler = self._handlers.get(type(job.payload))
+        if handler is None:
+            raise TypeError(f"no handler registered for {type(job.payload).__name__} jobs")
+        return handler(job.payload, job)
+
+
 class JobQueue:
-    """One worker thread per device, running ``runner(job)`` for each job in arrival order."""
+    """One worker thread per device, running ``runner(job)`` (usually a ``JobHandlers``) for each job in arrival
+    order."""
 
     def __init__(self, runner: Callable[[Job], Any], *, max_waiting: int = 64, keep_finished: int = 200):
         self._runner = runner
@@ -111,8 +152,11 @@ class JobQueue:
         self._worker = threading.Thread(target=self._work, name="paragoger-worker", daemon=True)
         self._worker.start()
 
-    def submit(self, request: Any, kind: str = "txt2img", meta: dict | None = None) -> Job:
-        job = Job(request=request, kind=kind, meta=dict(meta or {}))
+    def submit(self, payload: Payload, meta: dict | None = None) -> Job:
+        if not isinstance(getattr(payload, "kind", None), str):
+            raise TypeError(f"a job carries a payload that names its kind (paragoger.core.payloads), "
+                            f"not {type(payload).__name__}")
+        job = Job(payload=payload, meta=dict(meta or {}))
         with self._cond:
             if self._refusal is not None:
                 raise self._refusal
@@ -123,9 +167,9 @@ class JobQueue:
             self._cond.notify_all()
         return job
 
-    def run(self, request: Any, kind: str = "txt2img", timeout: float | None = None) -> Job:
+    def run(self, payload: Payload, timeout: float | None = None) -> Job:
         """Submit and wait: the synchronous A1111 routes use this."""
-        job = self.submit(request, kind)
+        job = self.submit(payload)
         job.wait(timeout)
         return job
 
@@ -195,7 +239,7 @@ class JobQueue:
                 self._current = job
             job.state, job.started = RUNNING, time.time()
             try:
-                job.result = job.request(job) if job.kind == CALL else self._runner(job)
+                job.result = self._runner(job)
                 job.state = DONE
             except UserError as err:
                 job.error, job.state = err, FAILED

@@ -17,11 +17,12 @@ class AppServices:
         """Queue a generation (fields of a GenerationRequest: ``prompt``, ``steps``, ``width``, ...; ``mode=
         "img2img"`` with ``init_images``) and wait for it; returns the GenerationResult (``.images[i].image``,
         ``.path``, ``.infotext``). Raises the app's UserError for a request that cannot run."""
+        from paragoger.core.payloads import GenerationJob
         from paragoger.core.request import GenerationRequest
 
         request = GenerationRequest(**fields)
         request.validate()
-        return self._context.run_and_wait(request, request.mode)
+        return self._context.run_and_wait(GenerationJob(request))
 
     def upscale(self, image, scale: float, upscaler: str = "Lanczos"):
         """``image`` (PIL) enlarged ``scale`` times by the upscaler of that name (run by the app's worker, between

@@ -51,21 +51,19 @@ class ScriptControls:
     """The widgets of a tab's scripts and how their values become request fields."""
 
     dropdown: gr.Dropdown | None = None
-    # (title, always_on, [argument names]) in the order of ``inputs`` after the dropdown
+    # (title, always_on, {argument name: widget}), one per script
     layout: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
 
     def all_inputs(self) -> list:
         return ([self.dropdown] if self.dropdown is not None else []) + self.inputs
 
-    def fill(self, request, values: list):
-        """Put the widget values (in ``all_inputs`` order) into ``request``: arguments by name."""
-        values = list(values)
-        chosen = values.pop(0) if self.dropdown is not None else NO_SCRIPT
-        alwayson, position = {}, 0
-        for title, always_on, names in self.layout:
-            args = dict(zip(names, values[position:position + len(names)]))
-            position += len(names)
+    def fill(self, request, data):
+        """Put the widgets' values (a handler's {component: value}) into ``request``: arguments by name."""
+        chosen = data[self.dropdown] if self.dropdown is not None else NO_SCRIPT
+        alwayson = {}
+        for title, always_on, widgets_by_name in self.layout:
+            args = {name: data[widget] for name, widget in widgets_by_name.items()}
             if always_on:
                 alwayson[title] = {"args": args}
             elif title == chosen:
@@ -112,11 +110,11 @@ def _add_script(context, controls: ScriptControls, entry, tab: str, always_on: b
             context.extensions.report_error(entry.owner, err)
         gr.HTML(f'<div class="paragoger-error">{html.escape(entry.title)}: {html.escape(str(err))}</div>')
         return
-    names = []
+    widgets_by_name = {}
     for name, control in inputs.items():
-        controls.inputs.append(make_widget(name, control, f"{tab}_script_{_slug(entry.title)}_{_slug(name)}"))
-        names.append(name)
-    controls.layout.append((entry.title, always_on, names))
+        widgets_by_name[name] = make_widget(name, control, f"{tab}_script_{_slug(entry.title)}_{_slug(name)}")
+        controls.inputs.append(widgets_by_name[name])
+    controls.layout.append((entry.title, always_on, widgets_by_name))
 
 
 # --- the Extensions tab -----------------------------------------------------------------------------------------

@@ -1,22 +1,24 @@
 """What every generation tab shares: the prompt row, the sampler/size/seed controls, the output panel, and the
 handler that turns the widgets into a GenerationRequest, queues it and streams progress back.
 
-A tab adds its own inputs (init image, mask, ...) through ``extra_inputs`` and a function that puts their values
-into the request; everything else is the same code for txt2img and img2img.
+A tab adds its own controls (init image, mask, ...) as a {name: component} dict and a function that puts their
+values into the request; everything else is the same code for txt2img and img2img. Handlers read every value by
+name (``ui/named.py``), so adding a control never shifts another's value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gradio as gr
 
 from paragoger.core import hires
 from paragoger.core.jobs import FAILED
+from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
 from paragoger.ext.scripts import resolve_script_request
-from paragoger.ui import extra_networks, widgets
+from paragoger.ui import extra_networks, named, widgets
 from paragoger.ui.extensions import script_controls
 from paragoger.ui.labels import label
 
@@ -51,11 +53,14 @@ class GenerationPanel:
     extra: dict = field(default_factory=dict)
     scripts: Any = None       # ui.extensions.ScriptControls: the Script dropdown and always-on scripts
 
-    def common_inputs(self) -> list:
+    def common_controls(self) -> dict:
+        """The controls every generation tab has, by the GenerationRequest field each one fills."""
         s = self.seeds
-        return [self.prompt, self.negative_prompt, self.styles, self.sampler, self.scheduler, self.steps,
-                self.width, self.height, self.batch_count, self.batch_size, self.cfg_scale, s.seed, s.subseed,
-                s.subseed_strength, s.seed_resize_from_w, s.seed_resize_from_h]
+        return dict(prompt=self.prompt, negative_prompt=self.negative_prompt, styles=self.styles,
+                    sampler_name=self.sampler, scheduler=self.scheduler, steps=self.steps, width=self.width,
+                    height=self.height, n_iter=self.batch_count, batch_size=self.batch_size, cfg_scale=self.cfg_scale,
+                    seed=s.seed, subseed=s.subseed, subseed_strength=s.subseed_strength,
+                    seed_resize_from_w=s.seed_resize_from_w, seed_resize_from_h=s.seed_resize_from_h)
 
 
 def prompt_row(context, tab: str, checkpoint_dropdown=None) -> dict:
@@ -146,7 +151,7 @@ def gallery_items(result) -> list:
 
 def run_request(context, request: GenerationRequest):
     """Queue ``request`` and yield (job, status-html, preview) while it waits and runs; the job at the end."""
-    job = context.queue.submit(request)
+    job = context.queue.submit(GenerationJob(request))
     last_preview = -1
     while not job.wait(POLL_SECONDS):
         position = context.queue.position(job)
@@ -159,36 +164,38 @@ def run_request(context, request: GenerationRequest):
     yield job, "", None
 
 
-def base_request(context, mode: str, values: list) -> GenerationRequest:
-    """The request from the common inputs, in ``GenerationPanel.common_inputs`` order."""
-    (prompt, negative, style_names, sampler, schedule, steps, width, height, batches, size, cfg, seed, subseed,
-     subseed_strength, resize_w, resize_h) = values
+def base_request(context, mode: str, values: Mapping[str, Any]) -> GenerationRequest:
+    """The request from the common controls' values, by name (``GenerationPanel.common_controls``)."""
+    seed, subseed = values["seed"], values["subseed"]
     return GenerationRequest(
-        mode=mode, prompt=prompt or "", negative_prompt=negative or "", styles=list(style_names or []),
-        sampler_name=sampler, scheduler=schedule, steps=int(steps), width=int(width), height=int(height),
-        n_iter=int(batches), batch_size=int(size), cfg_scale=float(cfg),
+        mode=mode, prompt=values["prompt"] or "", negative_prompt=values["negative_prompt"] or "",
+        styles=list(values["styles"] or []), sampler_name=values["sampler_name"], scheduler=values["scheduler"],
+        steps=int(values["steps"]), width=int(values["width"]), height=int(values["height"]),
+        n_iter=int(values["n_iter"]), batch_size=int(values["batch_size"]), cfg_scale=float(values["cfg_scale"]),
         seed=int(seed if seed is not None else -1), subseed=int(subseed if subseed is not None else -1),
-        subseed_strength=float(subseed_strength), seed_resize_from_w=int(resize_w),
-        seed_resize_from_h=int(resize_h), checkpoint=context.settings["sd_model_checkpoint"] or None,
-        save_images=True)
+        subseed_strength=float(values["subseed_strength"]), seed_resize_from_w=int(values["seed_resize_from_w"]),
+        seed_resize_from_h=int(values["seed_resize_from_h"]),
+        checkpoint=context.settings["sd_model_checkpoint"] or None, save_images=True)
 
 
-def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
-         fill_request: Callable[[GenerationRequest, list], GenerationRequest] | None = None) -> None:
-    """Connect Generate (and Enter in the prompt), Interrupt, Skip, reuse seed and the token counter."""
+def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None = None,
+         fill_request: Callable[[GenerationRequest, dict], GenerationRequest] | None = None) -> None:
+    """Connect Generate (and Enter in the prompt), Interrupt, Skip, reuse seed and the token counter.
+    ``controls``: the tab's own {name: component}; ``fill_request(request, values)`` puts their values (read by
+    name, with the common ones) into the request."""
     job_id = gr.State(None)
     last_seed = gr.State(-1)
-    common = panel.common_inputs()
+    controls = named.merged(panel.common_controls(), controls or {})
     script_inputs = panel.scripts.all_inputs() if panel.scripts is not None else []
-    extra_end = len(common) + len(extra_inputs)
 
-    def generate(*values):
+    def generate(data: dict):
         try:
-            request = base_request(context, panel.tab, list(values[:len(common)]))
+            values = named.by_name(controls, data)
+            request = base_request(context, panel.tab, values)
             if fill_request is not None:
-                request = fill_request(request, list(values[len(common):extra_end]))
+                request = fill_request(request, values)
             if panel.scripts is not None:
-                request = panel.scripts.fill(request, list(values[extra_end:]))
+                request = panel.scripts.fill(request, data)
                 resolve_script_request(context.scripts, request)  # unknown arguments: said before queueing
             request.validate()
             context.samplers.resolve(request.sampler_name, request.scheduler)
@@ -208,11 +215,10 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
         first_seed = result.images[0].seed if result.images else -1
         yield gallery_items(result), "", widgets.infotext_html(text), None, first_seed, ""
 
-    inputs = [*common, *extra_inputs, *script_inputs]
     outputs = [panel.gallery, panel.progress, panel.infotext, job_id, last_seed, panel.error]
     for trigger in (panel.generate.click, panel.prompt.submit):
-        trigger(generate, inputs=inputs, outputs=outputs, concurrency_limit=None, show_progress="hidden",
-                api_visibility="private")
+        trigger(generate, inputs=named.inputs(controls, script_inputs), outputs=outputs, concurrency_limit=None,
+                show_progress="hidden", api_visibility="private")
 
     def control(action):
         def handler(current_job_id):
@@ -237,35 +243,38 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
                                  show_progress="hidden")
 
 
+# What the ↙️ button fills from an infotext besides the prompts, by the request field each control fills.
+PASTED_FIELDS = ("sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
+                 "subseed_strength", "seed_resize_from_w", "seed_resize_from_h")
+
+
 def wire_paste(context, panel: GenerationPanel) -> None:
     """The ↙️ button (and a PNG dropped on the prompt box, through javascript/drop_png.js): the infotext in the
     prompt box fills the fields, and the checkpoint it names is loaded when it is here."""
     from paragoger.core.paste import parameters_from_infotext
 
-    s = panel.seeds
-    targets = [panel.prompt, panel.negative_prompt, panel.sampler, panel.scheduler, panel.steps, panel.width,
-               panel.height, panel.cfg_scale, s.seed, s.subseed, s.subseed_strength, s.seed_resize_from_w,
-               s.seed_resize_from_h]
-    keys = [None, None, "sampler_name", "scheduler", "steps", "width", "height", "cfg_scale", "seed", "subseed",
-            "subseed_strength", "seed_resize_from_w", "seed_resize_from_h"]
+    common = panel.common_controls()
+    targets = {key: common[key] for key in PASTED_FIELDS}
     # a tab's own fields: (widget, request field, value -> widget value), e.g. txt2img's Hires. fix
     tab_fields = list(panel.extra.get("paste_fields", ()))
-    outputs = [*targets, *(widget for widget, _, _ in tab_fields), panel.error] + (
-        [panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
+    outputs = [panel.prompt, panel.negative_prompt, *targets.values(), *(widget for widget, _, _ in tab_fields),
+               panel.error] + ([panel.checkpoint_dropdown] if panel.checkpoint_dropdown else [])
 
     def paste(text):
+        """{component: new value}: only the fields the infotext names change."""
         pasted = parameters_from_infotext(text or "")
         context.extensions.infotext_pasted(text or "", pasted.fields)
-        values = [pasted.prompt, pasted.negative_prompt]
-        values += [pasted.fields[key] if key in pasted.fields else gr.update() for key in keys[2:]]
-        values += [convert(pasted.fields[key]) if key in pasted.fields else gr.update()
-                   for _, key, convert in tab_fields]
-        message, checkpoint = "", gr.update()
+        updates = {panel.prompt: pasted.prompt, panel.negative_prompt: pasted.negative_prompt, panel.error: ""}
+        updates.update({widget: pasted.fields[key] for key, widget in targets.items() if key in pasted.fields})
+        updates.update({widget: convert(pasted.fields[key]) for widget, key, convert in tab_fields
+                        if key in pasted.fields})
         if pasted.checkpoint_query:
             try:
-                checkpoint = gr.update(value=context.select_checkpoint(pasted.checkpoint_query).title)
+                title = context.select_checkpoint(pasted.checkpoint_query).title
+                if panel.checkpoint_dropdown:
+                    updates[panel.checkpoint_dropdown] = gr.update(value=title)
             except UserError as err:
-                message = widgets.error_html(context.describe(err))
-        return [*values, message] + ([checkpoint] if panel.checkpoint_dropdown else [])
+                updates[panel.error] = widgets.error_html(context.describe(err))
+        return updates
 
     panel.paste.click(paste, inputs=panel.prompt, outputs=outputs, api_visibility="private")

@@ -58,21 +58,25 @@ class HiresFixControls:
                     label=label("Hires negative prompt"), lines=2, elem_id=f"{tab}_hr_negative_prompt",
                     placeholder=label("Leave empty to use the same negative prompt as in the first pass."))
 
-    def inputs(self) -> list:
-        """In ``fill_request``'s order."""
-        return [self.enable, self.upscaler, self.steps, self.denoising, self.scale, self.resize_x, self.resize_y,
-                self.sampler, self.scheduler, self.cfg, self.prompt, self.negative_prompt]
+    def controls(self) -> dict:
+        """The controls by the GenerationRequest field each one fills."""
+        return dict(enable_hr=self.enable, hr_upscaler=self.upscaler, hr_second_pass_steps=self.steps,
+                    denoising_strength=self.denoising, hr_scale=self.scale, hr_resize_x=self.resize_x,
+                    hr_resize_y=self.resize_y, hr_sampler_name=self.sampler, hr_scheduler=self.scheduler,
+                    hr_cfg=self.cfg, hr_prompt=self.prompt, hr_negative_prompt=self.negative_prompt)
 
     @staticmethod
-    def fill_request(request, values: list):
-        (enable, upscaler, steps, denoising, scale, resize_x, resize_y, sampler, scheduler, cfg, prompt,
-         negative) = values
-        return request.copy(enable_hr=bool(enable), hr_upscaler=upscaler or hires.DEFAULT_UPSCALER,
-                            hr_second_pass_steps=int(steps), denoising_strength=float(denoising),
-                            hr_scale=float(scale), hr_resize_x=int(resize_x), hr_resize_y=int(resize_y),
-                            hr_sampler_name=sampler or None, hr_scheduler=scheduler or None,
-                            hr_cfg=float(cfg) if cfg else None, hr_prompt=prompt or "",
-                            hr_negative_prompt=negative or "")
+    def fill_request(request, values: dict):
+        """``values``: the controls' values by name (``controls``)."""
+        cfg = values["hr_cfg"]
+        return request.copy(enable_hr=bool(values["enable_hr"]),
+                            hr_upscaler=values["hr_upscaler"] or hires.DEFAULT_UPSCALER,
+                            hr_second_pass_steps=int(values["hr_second_pass_steps"]),
+                            denoising_strength=float(values["denoising_strength"]), hr_scale=float(values["hr_scale"]),
+                            hr_resize_x=int(values["hr_resize_x"]), hr_resize_y=int(values["hr_resize_y"]),
+                            hr_sampler_name=values["hr_sampler_name"] or None,
+                            hr_scheduler=values["hr_scheduler"] or None, hr_cfg=float(cfg) if cfg else None,
+                            hr_prompt=values["hr_prompt"] or "", hr_negative_prompt=values["hr_negative_prompt"] or "")
 
     def wire(self, panel) -> None:
         """The size line follows every size control; ticking the box opens the options; paste fills them."""
@@ -89,12 +93,7 @@ class HiresFixControls:
         same = {"hr_sampler_name": hires.SAME_SAMPLER, "hr_scheduler": hires.SAME_SCHEDULER, "hr_cfg": 0}
         panel.extra["paste_fields"] = [
             (widget, key, lambda value, key=key: same.get(key, value) if value is None else value)
-            for widget, key in ((self.enable, "enable_hr"), (self.upscaler, "hr_upscaler"),
-                                (self.steps, "hr_second_pass_steps"), (self.denoising, "denoising_strength"),
-                                (self.scale, "hr_scale"), (self.resize_x, "hr_resize_x"),
-                                (self.resize_y, "hr_resize_y"), (self.sampler, "hr_sampler_name"),
-                                (self.scheduler, "hr_scheduler"), (self.cfg, "hr_cfg"), (self.prompt, "hr_prompt"),
-                                (self.negative_prompt, "hr_negative_prompt"))]
+            for key, widget in self.controls().items()]
         panel.extra["hires"] = self
 
 

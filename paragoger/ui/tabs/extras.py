@@ -12,7 +12,7 @@ from PIL import Image
 from paragoger.core.extras import MAX_SCALE, MAX_TARGET_SIDE, RESIZE_BY, RESIZE_TO, ExtrasRequest
 from paragoger.core.jobs import FAILED
 from paragoger.errors import UserError
-from paragoger.ui import widgets
+from paragoger.ui import named, widgets
 from paragoger.ui.labels import label
 
 SINGLE, BATCH, FOLDER = "single", "batch", "folder"
@@ -82,26 +82,36 @@ def build(context) -> ExtrasPanel:
             info = gr.HTML(elem_id="extras_html_info")
             error = gr.HTML(elem_id="extras_error")
 
-    def run(mode_name, image_path, file_paths, folder_in, folder_out, show, resize, by, to_w, to_h, crop_to,
-            first, second, second_visibility):
+    # The controls by name (ExtrasRequest's field names where they fill one): the handler reads them by name.
+    controls = dict(mode=mode, image=image, files=files, input_dir=input_dir, output_dir=output_dir,
+                    show_extras_results=show_results, resize_mode=resize_mode, upscaling_resize=scale,
+                    upscaling_resize_w=width, upscaling_resize_h=height, upscaling_crop=crop, upscaler_1=upscaler_1,
+                    upscaler_2=upscaler_2, extras_upscaler_2_visibility=visibility)
+
+    def run(data: dict):
+        values = named.by_name(controls, data)
         try:
             request = ExtrasRequest(
-                resize_mode=int(resize), upscaling_resize=float(by), upscaling_resize_w=int(to_w or 0),
-                upscaling_resize_h=int(to_h or 0), upscaling_crop=bool(crop_to), upscaler_1=first or "None",
-                upscaler_2=second or "None", extras_upscaler_2_visibility=float(second_visibility), save=True)
-            if mode_name == FOLDER:
-                if not (folder_in or "").strip():
+                resize_mode=int(values["resize_mode"]), upscaling_resize=float(values["upscaling_resize"]),
+                upscaling_resize_w=int(values["upscaling_resize_w"] or 0),
+                upscaling_resize_h=int(values["upscaling_resize_h"] or 0),
+                upscaling_crop=bool(values["upscaling_crop"]), upscaler_1=values["upscaler_1"] or "None",
+                upscaler_2=values["upscaler_2"] or "None",
+                extras_upscaler_2_visibility=float(values["extras_upscaler_2_visibility"]), save=True)
+            folder_in, folder_out = (values["input_dir"] or "").strip(), (values["output_dir"] or "").strip()
+            file_paths = values["files"] or []
+            if values["mode"] == FOLDER:
+                if not folder_in:
                     raise UserError("extras_no_image")
-                folders = context.folders_from_page(
-                    input=Path(folder_in.strip()),
-                    output=Path(folder_out.strip()) if (folder_out or "").strip() else None)
+                folders = context.folders_from_page(input=Path(folder_in),
+                                                    output=Path(folder_out) if folder_out else None)
                 request.input_dir, request.output_dir = folders["input"], folders["output"]
-                request.show_extras_results = bool(show)
-            elif mode_name == BATCH:
-                request.images = [_open(path) for path in file_paths or []]
-                request.names = [Path(path).name for path in file_paths or []]
-            elif image_path:
-                request.images = [_open(image_path)]
+                request.show_extras_results = bool(values["show_extras_results"])
+            elif values["mode"] == BATCH:
+                request.images = [_open(path) for path in file_paths]
+                request.names = [Path(path).name for path in file_paths]
+            elif values["image"]:
+                request.images = [_open(values["image"])]
             job = context.submit_extras(request)
         except UserError as err:
             yield gr.update(), "", gr.update(), widgets.error_html(context.describe(err))
@@ -117,10 +127,8 @@ def build(context) -> ExtrasPanel:
             return
         yield _gallery(job.result), "", _info_html(context, job.result), ""
 
-    generate.click(run, inputs=[mode, image, files, input_dir, output_dir, show_results, resize_mode, scale, width,
-                                height, crop, upscaler_1, upscaler_2, visibility],
-                   outputs=[gallery, progress, info, error], concurrency_limit=None, show_progress="hidden",
-                   api_visibility="private")
+    generate.click(run, inputs=named.inputs(controls), outputs=[gallery, progress, info, error],
+                   concurrency_limit=None, show_progress="hidden", api_visibility="private")
 
     def refresh_upscalers(first, second):
         context.upscaler_models.refresh()

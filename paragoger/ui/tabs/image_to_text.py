@@ -8,7 +8,7 @@ from typing import Callable
 import gradio as gr
 
 from paragoger.errors import UserError
-from paragoger.ui import widgets
+from paragoger.ui import named, widgets
 from paragoger.ui.labels import label
 
 DEFAULT_CAPTIONER = "clip"
@@ -57,19 +57,20 @@ def _send_to(tab_id: str):
     return send
 
 
-def interrogate_buttons(context, prompt: gr.Textbox, picture_inputs: list,
-                        picture_of: Callable[..., tuple]) -> None:
+def interrogate_buttons(context, prompt: gr.Textbox, picture_controls: dict,
+                        picture_of: Callable[[dict], tuple]) -> None:
     """A1111's two buttons under the img2img picture: the current picture's text replaces the prompt.
-    ``picture_of(*values of picture_inputs)`` gives (picture, mask) for the chosen img2img sub-tab."""
+    ``picture_of(values)`` gives (picture, mask) for the chosen img2img sub-tab from ``picture_controls``' values by
+    name."""
     with gr.Row(elem_id="img2img_interrogate_row"):
         clip = gr.Button(label("Interrogate CLIP"), elem_id="interrogate", size="sm")
         booru = gr.Button(label("Interrogate DeepBooru"), elem_id="deepbooru", size="sm")
     error = gr.HTML(elem_id="img2img_interrogate_error")
     def interrogate_with(captioner: str):
-        def interrogate(*values):
-            return _describe(context, picture_of(*values)[0], captioner)
+        def interrogate(data: dict):
+            return _describe(context, picture_of(named.by_name(picture_controls, data))[0], captioner)
         return interrogate
 
     for button, name in ((clip, "clip"), (booru, "deepdanbooru")):
-        button.click(interrogate_with(name), inputs=picture_inputs, outputs=[prompt, error],
+        button.click(interrogate_with(name), inputs=named.inputs(picture_controls), outputs=[prompt, error],
                      api_visibility="private")

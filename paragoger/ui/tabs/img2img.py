@@ -33,21 +33,24 @@ def _editor_parts(value) -> tuple:
     return value["background"], (layers[0] if layers else None), value.get("composite")
 
 
-def pictures_from(source: str, image, sketch, inpaint, inpaint_sketch, upload_image, upload_mask):
-    """(init image, mask or None) for the chosen sub-tab, as A1111 reads each of them."""
+def pictures_from(values) -> tuple:
+    """(init image, mask or None) for the chosen sub-tab (``values["source"]``), as A1111 reads each of them;
+    ``values``: the picture controls' values by name (``source``, ``image``, ``sketch``, ``inpaint``,
+    ``inpaint_sketch``, ``upload_image``, ``upload_mask``)."""
+    source = values["source"]
     if source == "img2img":
-        return image, None
+        return values["image"], None
     if source == "sketch":
-        return _editor_parts(sketch)[2], None
+        return _editor_parts(values["sketch"])[2], None
     if source == "inpaint":
-        background, painted, _ = _editor_parts(inpaint)
+        background, painted, _ = _editor_parts(values["inpaint"])
         return background, painted  # the painted layer's alpha is the mask
     if source == "inpaint_sketch":
-        background, _, composite = _editor_parts(inpaint_sketch)
+        background, _, composite = _editor_parts(values["inpaint_sketch"])
         if background is None:
             return None, None
         return composite, inpaint_sketch_mask(background, composite)
-    return upload_image, upload_mask
+    return values["upload_image"], values["upload_mask"]
 
 
 def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationPanel:
@@ -80,8 +83,9 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                                           elem_id="img2img_batch_run")
             for tab_widget, name in zip((t_img2img, t_sketch, t_inpaint, t_inpaint_sketch, t_upload), SOURCES):
                 tab_widget.select(lambda n=name: n, outputs=source, api_visibility="private")
-            image_to_text.interrogate_buttons(context, top["prompt"], [source, image, sketch, inpaint, inpaint_sketch,
-                                                                      upload_image, upload_mask], pictures_from)
+            pictures = dict(source=source, image=image, sketch=sketch, inpaint=inpaint, inpaint_sketch=inpaint_sketch,
+                            upload_image=upload_image, upload_mask=upload_mask)
+            image_to_text.interrogate_buttons(context, top["prompt"], pictures, pictures_from)
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                    label=label("Resize mode"), elem_id="resize_mode")
             with gr.Accordion(label("Inpaint options"), open=True, elem_id="img2img_inpaint_controls"):
@@ -117,29 +121,14 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
             panel = generation.GenerationPanel(tab=tab, **top, **controls)
             generation.output_panel(panel)
 
-    extra_inputs = [source, image, sketch, inpaint, inpaint_sketch, upload_image, upload_mask, resize_mode,
-                    denoising, mask_blur, mask_mode, masked_content, inpaint_area, padding, out_left, out_right,
-                    out_top, out_bottom, out_fill, image_cfg, depth_map]
-
-    def fill_request(request, values):
-        (source_name, *pictures), rest = values[:7], values[7:]
-        (resize, strength, blur, invert, fill, only_masked, pad, left, right, top_px, bottom, fill_new,
-         image_cfg_scale, depth_picture) = rest
-        init, mask = pictures_from(source_name, *pictures)
-        if init is None:
-            raise UserError("init_image_missing")
-        if mask is not None and mask.size != init.size:
-            mask = mask.resize(init.size)
-        request = request.copy(init_images=[init.convert("RGB")], mask=mask, resize_mode=int(resize),
-                               denoising_strength=float(strength), mask_blur=int(blur),
-                               inpainting_mask_invert=int(invert), inpainting_fill=int(fill),
-                               inpaint_full_res=bool(only_masked), inpaint_full_res_padding=int(pad),
-                               image_cfg_scale=float(image_cfg_scale), depth_map=depth_picture)
-        outpaint = OutpaintOptions(int(left or 0), int(right or 0), int(top_px or 0), int(bottom or 0), fill_new)
-        return outpaint_request(request, outpaint) if outpaint.any else request
-
-    generation.wire(context, panel, extra_inputs=extra_inputs, fill_request=fill_request)
-    _wire_batch(context, panel, extra_inputs, fill_request, batch_input, batch_output, batch_masks, batch_run)
+    # The tab's own controls, by the GenerationRequest field (or outpaint option) each one fills.
+    controls = dict(pictures, resize_mode=resize_mode, denoising_strength=denoising, mask_blur=mask_blur,
+                    inpainting_mask_invert=mask_mode, inpainting_fill=masked_content, inpaint_full_res=inpaint_area,
+                    inpaint_full_res_padding=padding, outpaint_left=out_left, outpaint_right=out_right,
+                    outpaint_top=out_top, outpaint_bottom=out_bottom, outpaint_fill=out_fill,
+                    image_cfg_scale=image_cfg, depth_map=depth_map)
+    generation.wire(context, panel, controls=controls, fill_request=fill_request)
+    _wire_batch(context, panel, controls, dict(input=batch_input, output=batch_output, mask=batch_masks), batch_run)
 
     def size_of(value):
         """The generation size follows a newly uploaded picture, rounded to multiples of 8 (as A1111)."""
@@ -156,6 +145,25 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
     return panel
 
 
+def fill_request(request, values):
+    """The img2img controls' values (by name, see ``build``) put into ``request``."""
+    init, mask = pictures_from(values)
+    if init is None:
+        raise UserError("init_image_missing")
+    if mask is not None and mask.size != init.size:
+        mask = mask.resize(init.size)
+    request = request.copy(init_images=[init.convert("RGB")], mask=mask, resize_mode=int(values["resize_mode"]),
+                           denoising_strength=float(values["denoising_strength"]), mask_blur=int(values["mask_blur"]),
+                           inpainting_mask_invert=int(values["inpainting_mask_invert"]),
+                           inpainting_fill=int(values["inpainting_fill"]),
+                           inpaint_full_res=bool(values["inpaint_full_res"]),
+                           inpaint_full_res_padding=int(values["inpaint_full_res_padding"]),
+                           image_cfg_scale=float(values["image_cfg_scale"]), depth_map=values["depth_map"])
+    outpaint = OutpaintOptions(*(int(values[f"outpaint_{side}"] or 0) for side in ("left", "right", "top", "bottom")),
+                               values["outpaint_fill"])
+    return outpaint_request(request, outpaint) if outpaint.any else request
+
+
 def wire_send_to(source: generation.GenerationPanel, target: generation.GenerationPanel, tabs: gr.Tabs) -> None:
     """"Send to img2img" / "Send to inpaint" under a gallery: the chosen picture and its parameters move to the
     img2img tab (the prompt, seed, size and sampler come from the picture's own infotext)."""
@@ -164,60 +172,67 @@ def wire_send_to(source: generation.GenerationPanel, target: generation.Generati
     from paragoger.core.paste import parameters_from_infotext
     from paragoger.imaging.metadata import read_infotext
 
-    fields = ["sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height"]
-    field_widgets = [target.sampler, target.scheduler, target.steps, target.cfg_scale, target.seeds.seed,
-                     target.width, target.height]
+    common = target.common_controls()
+    sent = {key: common[key] for key in ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width",
+                                         "height")}
 
     def send(destination: str):
         def handler(gallery, selected):
+            """{component: new value}: the img2img tab opens on ``destination`` with the picture and the fields
+            its infotext names."""
             if not gallery:
-                return [gr.update()] * (7 + len(fields))
+                return gr.skip()
             path = gallery[min(int(selected or 0), len(gallery) - 1)][0]
             picture = Image.open(path)
             picture.load()
             pasted = parameters_from_infotext(read_infotext(path) or "")
-            editor_value = {"background": picture.convert("RGBA"), "layers": [], "composite": None}
-            values = [pasted.fields.get(name, gr.update()) for name in fields]
-            sent_image = picture if destination == "img2img" else gr.update()
-            sent_editor = editor_value if destination == "inpaint" else gr.update()
-            return [gr.Tabs(selected="img2img"), gr.Tabs(selected=destination), destination, sent_image,
-                    sent_editor, pasted.prompt, pasted.negative_prompt, *values]
+            updates = {tabs: gr.Tabs(selected="img2img"), target.extra["modes"]: gr.Tabs(selected=destination),
+                       target.extra["source"]: destination, target.prompt: pasted.prompt,
+                       target.negative_prompt: pasted.negative_prompt}
+            if destination == "img2img":
+                updates[target.extra["image"]] = picture
+            else:
+                updates[target.extra["inpaint"]] = {"background": picture.convert("RGBA"), "layers": [],
+                                                    "composite": None}
+            updates.update({widget: pasted.fields[key] for key, widget in sent.items() if key in pasted.fields})
+            return updates
         return handler
 
-    outputs = [tabs, target.extra["modes"], target.extra["source"], target.extra["image"], target.extra["inpaint"], target.prompt,
-               target.negative_prompt, *field_widgets]
+    outputs = [tabs, target.extra["modes"], target.extra["source"], target.extra["image"], target.extra["inpaint"],
+               target.prompt, target.negative_prompt, *sent.values()]
     for destination in ("img2img", "inpaint"):
         source.extra[f"send_to_{destination}"].click(
             send(destination), inputs=[source.gallery, source.extra["selected"]], outputs=outputs,
             api_visibility="private")
 
 
-def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_dir, mask_dir, run) -> None:
-    """"Process the folder": the tab's settings applied to every picture in a folder, with progress and a report."""
+def _wire_batch(context, panel, controls: dict, folders: dict, run) -> None:
+    """"Process the folder": the tab's settings applied to every picture in a folder, with progress and a report.
+    ``folders``: the input, output and mask folder boxes by name."""
     from pathlib import Path
 
-    from paragoger.context import IMG2IMG_BATCH
     from paragoger.core.batch import BatchRequest
     from paragoger.core.jobs import FAILED
-    from paragoger.ui import widgets
+    from paragoger.core.payloads import Img2ImgBatchJob
+    from paragoger.ui import named, widgets
 
-    common = panel.common_inputs()
+    controls = named.merged(panel.common_controls(), controls)
     placeholder = Image.new("RGB", (8, 8))
 
-    def process(*values):
-        folders, values = values[-3:], values[:-3]
-        source_in, source_out, source_masks = (str(v or "").strip() for v in folders)
+    def process(data: dict):
+        source_in, source_out, source_masks = (str(data[folders[name]] or "").strip()
+                                               for name in ("input", "output", "mask"))
         try:
-            request = generation.base_request(context, panel.tab, list(values[:len(common)]))
-            settings_only = list(values[len(common):])
-            settings_only[0] = "img2img"
-            settings_only[1] = placeholder  # the folder supplies the pictures; validate the rest now
-            request = fill_request(request, settings_only).copy(init_images=[placeholder])
+            values = named.by_name(controls, data)
+            request = generation.base_request(context, panel.tab, values)
+            # the folder supplies the pictures; validate the rest now
+            values.update(source="img2img", image=placeholder)
+            request = fill_request(request, values).copy(init_images=[placeholder])
             request.validate()
-            folders = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
-                                                mask=Path(source_masks) if source_masks else None)
-            batch = BatchRequest(request, folders["input"], folders["output"], folders["mask"])
-            job = context.queue.submit(batch, kind=IMG2IMG_BATCH)
+            chosen = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
+                                               mask=Path(source_masks) if source_masks else None)
+            batch = BatchRequest(request, chosen["input"], chosen["output"], chosen["mask"])
+            job = context.queue.submit(Img2ImgBatchJob(batch))
         except UserError as err:
             yield "", widgets.error_html(context.describe(err)), gr.update()
             return
@@ -231,10 +246,10 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             return
         report = job.result
         lines = [context.text("batch_done", written=len(report.written), folder=batch.output_dir,
-                                 skipped=len(report.skipped))]
+                              skipped=len(report.skipped))]
         lines += [f"{name}: {reason}" for name, reason in report.skipped]
         yield "", "", widgets.infotext_html("\n".join(lines))
 
-    run.click(process, inputs=[*common, *extra_inputs, input_dir, output_dir, mask_dir],
+    run.click(process, inputs=named.inputs(controls, folders),
               outputs=[panel.progress, panel.error, panel.infotext], concurrency_limit=None,
               api_visibility="private")

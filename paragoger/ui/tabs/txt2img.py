@@ -18,5 +18,5 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
             panel = generation.GenerationPanel(tab=tab, **top, **controls)
             generation.output_panel(panel)
     hires_fix.wire(panel)
-    generation.wire(context, panel, extra_inputs=hires_fix.inputs(), fill_request=hires_fix.fill_request)
+    generation.wire(context, panel, controls=hires_fix.controls(), fill_request=hires_fix.fill_request)
     return panel

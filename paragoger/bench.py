@@ -30,13 +30,13 @@ def peak_rss_mb() -> float:
 
 
 def _model_file(args, workdir: Path) -> Path:
-    from paragoger.model_manager import full_size, tiny_model as fixtures
+    from paragoger.model_manager import full_size, tiny_model
 
     if args.checkpoint:
         return Path(args.checkpoint)
     if args.full_size:
         return full_size.write_full_size_sd15(workdir / "full-size-sd15.safetensors")
-    return fixtures.write_single_file(workdir / "tiny-sd1.safetensors", "sd1")
+    return tiny_model.write_single_file(workdir / "tiny-sd1.safetensors", "sd1")
 
 
 def _per_step_times(stamps: list[float]) -> list[float]:

@@ -14,7 +14,7 @@ from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
 from paragoger.core.batch import run_batch
-from paragoger.devices import DeviceConfig, choose_device
+from paragoger.devices import DeviceConfig, choose_device, configure_allocator
 from paragoger.core.engine import Engine
 from paragoger.core.extras import extras_output_dir, run_extras
 from paragoger.core.jobs import Job, JobHandlers, JobQueue
@@ -40,6 +40,7 @@ from paragoger.upscale.spandrel_models import SpandrelModels
 
 class AppContext:
     def __init__(self, options: LaunchOptions, *, device: DeviceConfig | None = None):
+        configure_allocator()  # before any thread of ours starts (paragoger/devices.py says why)
         self.options = options
         self.paths = Paths.build(
             data_dir=options.data_dir, models_dir=options.models_dir, ckpt_dirs=options.ckpt_dirs,

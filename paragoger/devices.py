@@ -60,9 +60,35 @@ def free_memory(device: torch.device) -> None:
 
 
 # glibc's mallopt parameter and values (malloc.h): allocations from the threshold up get their own mmap.
-_M_MMAP_THRESHOLD = -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _SMALL_MMAP_THRESHOLD = 128 * 1024          # glibc's own starting value
-_LARGE_MMAP_THRESHOLD = 32 * 1024 * 1024    # the highest value glibc's own adjustment reaches on 64-bit
+# Outside model loads: temporaries up to this size reuse heap memory. glibc's own adjustment stops at 32 MB, but
+# each UNet call makes larger temporaries (oneDNN's reordered copies of the big convolution weights, 59-118 MB in
+# SD 1.5 and SDXL): mapped and unmapped anew at every call, their pages were faulted in again each time, 1.8 GB
+# per call at 128x128, a third of the step's time on the CPU (issue 10).
+_LARGE_MMAP_THRESHOLD = 512 * 1024 * 1024
+
+
+def configure_allocator() -> None:
+    """Once, before the job worker starts: every thread allocates from the one main heap, and temporaries up to
+    the large threshold reuse it.
+
+    glibc gives other threads their own arenas, whose heaps cannot grow past 64 MB: there a weight-sized temporary
+    is mapped and unmapped at every UNet call whatever the threshold, so the same generation ran in the job worker
+    with 670,000 page faults that the main thread did not have (issue 10: the app slower than diffusers).
+    Threads that already have an arena keep it; the worker, started after this, shares the main heap.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, 1)
+        _keep_temporaries_in_heap(libc)
+
+
+def _keep_temporaries_in_heap(libc) -> None:
+    # Fixing one threshold stops glibc adjusting the other: keep as much free heap as one temporary may take, or
+    # every step's temporaries fault their pages in anew (free_memory trims it after an unload).
+    libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_MMAP_THRESHOLD)
+    libc.mallopt(_M_TRIM_THRESHOLD, _LARGE_MMAP_THRESHOLD)
 
 
 @contextlib.contextmanager
@@ -73,7 +99,7 @@ def weights_outside_heap():
     glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which most weight
     tensors of a model loaded later land in the heap, interleaved with other allocations: switching between two
     SD 1.5 checkpoints then kept about 2 GB more with every switch (issue 10). Outside the block the threshold
-    is fixed at glibc's own high value, so sampling's temporary tensors keep reusing heap memory as before.
+    is fixed high, so sampling's temporary tensors, even weight-sized ones, keep reusing heap memory.
     """
     libc = _glibc()
     if libc is not None:
@@ -82,7 +108,7 @@ def weights_outside_heap():
         yield
     finally:
         if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_MMAP_THRESHOLD)
+            _keep_temporaries_in_heap(libc)
 
 
 def _glibc():

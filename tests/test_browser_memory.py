@@ -15,7 +15,7 @@ def test_memory_tab_shows_the_loaded_models_and_unloads_one(app_context, open_pa
     app_context.interrogate(picture, "deepdanbooru")
     app_context.upscaler_models.models.upscale(upscaler_files["esrgan"], picture, 2, name="4x-tiny-esrgan")
 
-    page.locator("#tabs button", has_text="Memory").click()
+    page.locator("#tab_memory-button").click()
     rows = page.locator("#memory_table .memory-row")
     expect(rows).to_have_count(3, timeout=30_000)
     expect(page.locator("#memory_table")).to_contain_text("tiny-sd1.safetensors")

@@ -74,7 +74,8 @@ class AppContext:
         self.styles = StyleStore(self.paths.styles_file)
         self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache, manager=self.models)
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
-        self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device, self.models)
+        self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device,
+                                                self.models)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,

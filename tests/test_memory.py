@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from paragoger.imaging.transport import encode_png_base64
-from paragoger.model_manager.memory import MIB, ModelManager
+from paragoger.model_manager.memory import MIB, Budgets, ModelManager
 
 BODY = {"prompt": "a red barn", "steps": 2, "width": 64, "height": 64, "seed": 3, "sampler_name": "Euler",
         "save_images": False}
@@ -148,10 +148,17 @@ def test_out_of_memory_in_the_decoder_retries_in_tiles_and_the_picture_comes_out
     assert tiles and all(max(tile) <= 8 for tile in tiles)
 
 
-def test_out_of_memory_in_the_unet_names_the_size_and_the_app_keeps_working(api, app_context):
+def raise_ram_allocation_failure(_module, args, _output):
+    # What torch's CPU allocator raises when RAM runs out.
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("failure", [raise_out_of_memory, raise_ram_allocation_failure], ids=["cuda", "ram"])
+def test_out_of_memory_in_the_unet_names_the_size_and_the_app_keeps_working(api, app_context, failure):
     generate(api)
     components = app_context.cache.current
-    hook = components.unet.register_forward_hook(raise_out_of_memory)
+    hook = components.unet.register_forward_hook(failure)
     try:
         response = api.post("/txt2img", json={**BODY, "width": 96, "height": 64, "batch_size": 2})
     finally:
@@ -174,6 +181,19 @@ def test_a_kind_of_model_to_come_loads_through_the_same_manager_and_counts_share
     assert row["kind"] == "motion_module" and row["bytes"] == (64 * 64 + 64) * 4
     with pytest.raises(ValueError, match="unknown model kind"):
         manager.load("hologram", "h", lambda: layer, name="h")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_least_recently_used_model_moves_to_ram_and_comes_back_when_used():
+    manager = ModelManager("cuda", budgets=lambda ram, vram: Budgets(ram=None, vram=6 * MIB))
+    first = manager.load("controlnet", "a", lambda: torch.nn.Linear(1024, 1024).cuda(), name="a")  # 4 MB each
+    second = manager.load("controlnet", "b", lambda: torch.nn.Linear(1024, 1024).cuda(), name="b")
+    assert first.weight.device.type == "cpu" and second.weight.device.type == "cuda"
+    rows = {row["name"]: row for row in manager.report()["models"]}
+    assert rows["a"]["offloaded"] and rows["a"]["device"] == "cpu" and rows["a"]["runs_on"].startswith("cuda")
+    assert manager.load("controlnet", "a", lambda: pytest.fail("read again"), name="a") is first
+    assert first.weight.device.type == "cuda" and second.weight.device.type == "cpu"
+    assert manager.loads == 2
 
 
 def test_switching_back_to_a_checkpoint_kept_in_memory_is_fast(app_context, tiny_sd1_file):

@@ -209,11 +209,6 @@ class ModelManager:
                 self._make_room(pool_of(device), 0, keep={entry})
             return model
 
-    def find(self, kind: str, key: Hashable) -> Any | None:
-        with self._lock:
-            entry = self._entries.get((kind, key))
-            return None if entry is None else entry.model
-
     def entries(self, kind: str | None = None) -> list[Entry]:
         """Loaded entries, least recently used first."""
         with self._lock:

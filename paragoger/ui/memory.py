@@ -40,7 +40,8 @@ def _cells(context, row: dict) -> list[str]:
 
 def row_html(context, row: dict) -> str:
     cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(context, row))
-    return f'<table class="memory-table"><tr class="memory-row" data-kind="{html.escape(row["kind"])}">{cells}</tr></table>'
+    kind = html.escape(row["kind"])
+    return f'<table class="memory-table"><tr class="memory-row" data-kind="{kind}">{cells}</tr></table>'
 
 
 def header_html(context) -> str:
@@ -69,7 +70,9 @@ def build_memory_tab(context, tab) -> None:
             if not report["models"]:
                 gr.HTML(html.escape(context.translate("No model is loaded.")))
                 return
-            gr.HTML(header_html(context))
+            with gr.Row(elem_classes="memory-entry"):
+                gr.HTML(header_html(context), scale=8)
+                gr.HTML("", scale=0, min_width=90)  # above the Unload buttons
             for index, row in enumerate(report["models"]):
                 with gr.Row(elem_classes="memory-entry", key=f"memory-{index}"):
                     gr.HTML(row_html(context, row), scale=8)

@@ -5,10 +5,12 @@ working)."""
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import shutil
 import threading
 import time
+import weakref
 
 import pytest
 import torch
@@ -87,9 +89,12 @@ def test_under_a_ram_budget_for_two_models_the_least_recently_used_is_unloaded(u
     budget = sizes["checkpoint"] + sizes["upscaler"] + sizes["captioner"] // 2
     assert api.post("/options", json={"memory_ram_budget_mb": budget / MIB}).status_code == 200
     reads = app_context.models.loads
+    unet = weakref.ref(app_context.cache.current.unet)
 
     caption(api)  # loading the captioner unloads the least recently used model: the checkpoint
     assert set(loaded(api)) == {"upscaler", "captioner"}
+    gc.collect()
+    assert unet() is None  # nothing else kept it: its memory is free
     generate(api)  # the checkpoint comes back; now the upscaler is the least recently used
     assert set(loaded(api)) == {"checkpoint", "captioner"}
     assert app_context.models.loads == reads + 2

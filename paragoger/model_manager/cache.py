@@ -81,5 +81,6 @@ class ModelCache:
         self.manager.unload_where(KIND)
 
     def loaded(self) -> list[LoadedModel]:
-        return [LoadedModel(entry.model.info.title, str(entry.placed), str(self.device.dtype),
-                            module_bytes(entry.model)) for entry in self.manager.entries(KIND)]
+        models = [(entry.model, entry.placed) for entry in self.manager.entries(KIND)]
+        return [LoadedModel(model.info.title, str(placed), str(self.device.dtype), module_bytes(model))
+                for model, placed in models if model is not None]

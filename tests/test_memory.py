@@ -153,6 +153,27 @@ def test_out_of_memory_in_the_decoder_retries_in_tiles_and_the_picture_comes_out
     assert tiles and all(max(tile) <= 8 for tile in tiles)
 
 
+def test_out_of_memory_in_an_upscaler_retries_in_smaller_tiles(upscaler_files, api, app_context):
+    app_context.settings.update({"ESRGAN_tile": 64})
+    model = app_context.upscaler_models.models.load(upscaler_files["esrgan"])
+    windows = []
+
+    def only_small_windows_fit(module, args, output):
+        if max(args[0].shape[-2:]) > 32:
+            raise_out_of_memory(module, args, output)
+        windows.append(tuple(args[0].shape[-2:]))
+
+    hook = model.model.register_forward_hook(only_small_windows_fit)
+    try:
+        response = api.post("/extra-single-image", json={"image": encode_png_base64(Image.new("RGB", (96, 64))),
+                                                         "upscaler_1": "4x-tiny-esrgan", "upscaling_resize": 4})
+    finally:
+        hook.remove()
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(base64.b64decode(response.json()["image"]))).size == (384, 256)
+    assert windows and all(max(window) <= 32 for window in windows)
+
+
 def raise_ram_allocation_failure(_module, args, _output):
     # What torch's CPU allocator raises when RAM runs out.
     raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from paragoger.core import hires, img2img
-from paragoger.core.out_of_memory import retry_once, tiled_decode
+from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.depth import depth_conditioning

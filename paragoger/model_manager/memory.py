@@ -322,6 +322,7 @@ class ModelManager:
         """What /sdapi/v1/memory and the memory table show: every entry (most recently used first) and totals."""
         with self._lock:
             rows = []
+            next_to_go = next((e for e in self._entries.values() if not e.users), None)
             for entry in reversed(self._entries.values()):
                 entry.remeasure()  # a VAE may have been cast to fp32 since it loaded
                 by_device = entry.bytes_by_device()
@@ -330,6 +331,7 @@ class ModelManager:
                     "runs_on": str(entry.device), "bytes": sum(by_device.values()), "bytes_by_device": by_device,
                     "parts": {part: sum(sizes.values()) for part, sizes in entry.parts.items()},
                     "last_use": entry.last_use, "in_use": entry.users > 0, "offloaded": entry.placed != entry.device,
+                    "next_to_unload": entry is next_to_go,
                 })
             budgets = self.budgets()
             return {"models": rows, "totals": {"ram": self._used("ram"), "vram": self._used("vram")},

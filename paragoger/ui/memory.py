@@ -32,8 +32,10 @@ def totals_html(context, report: dict) -> str:
 
 def _cells(context, row: dict) -> list[str]:
     parts = ", ".join(f"{part} {megabytes(size)}" for part, size in row["parts"].items())
-    status = (context.translate("in use by a running job") if row["in_use"] else
-              context.translate("offloaded to RAM") if row["offloaded"] else "")
+    status = [context.translate("in use by a running job") if row["in_use"] else "",
+              context.translate("offloaded to RAM") if row["offloaded"] else "",
+              context.translate("unloaded first when memory is needed") if row["next_to_unload"] else ""]
+    status = "; ".join(text for text in status if text)
     return [context.translate(KINDS.get(row["kind"], row["kind"])), row["name"], row["device"],
             megabytes(row["bytes"]), parts, time.strftime("%H:%M:%S", time.localtime(row["last_use"])), status]
 

@@ -21,6 +21,7 @@ from PIL import Image
 from paragoger.devices import DeviceConfig
 from paragoger.errors import UserError
 from paragoger.model_manager.memory import ModelManager
+from paragoger.model_manager.out_of_memory import retry_once
 from paragoger.upscale.tiling import run_tiled
 
 KIND = "upscaler"
@@ -140,7 +141,17 @@ class SpandrelModels:
         return picture
 
     def _run(self, model, picture: Image.Image) -> Image.Image:
+        """One pass of ``model`` in tiles. Out of memory, the models no job uses are let go and it runs again in
+        tiles half as large (a quarter of the memory); then UserError("out_of_memory_upscaling")."""
         tile, overlap = self.tile_settings()
+        smaller = max(32, (tile or max(picture.size)) // 2)
+        return retry_once(lambda: self._run_tiled(model, picture, tile, overlap),
+                          lambda: self._run_tiled(model, picture, smaller, min(overlap, smaller // 4)),
+                          manager=self.manager, device=self.device.device, message="out_of_memory_upscaling",
+                          width=picture.width, height=picture.height, batch=1)
+
+    @staticmethod
+    def _run_tiled(model, picture: Image.Image, tile: int, overlap: int) -> Image.Image:
         array = np.asarray(picture, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 

@@ -260,6 +260,7 @@ class AppContext:
                 self.settings.update({"sd_vae": vae})
             self.select_checkpoint(checkpoint or self.settings["sd_model_checkpoint"] or None, vae)
         self.cache.limit = self.settings["sd_checkpoints_limit"]
+        self.models.fit()  # a lower budget or limit applies now, not at the next load
 
     def flags_snapshot(self) -> dict[str, Any]:
         return {key: (str(value) if value is not None and not isinstance(value, (bool, int, float, str))

@@ -101,6 +101,15 @@ def test_under_a_ram_budget_for_two_models_the_least_recently_used_is_unloaded(u
     assert api.get("/memory").json()["totals"]["ram"] <= budget
 
 
+def test_a_lower_budget_unloads_the_least_recently_used_models_at_once(upscaler_files, api, app_context):
+    generate(api)
+    upscale(api)
+    assert set(loaded(api)) == {"checkpoint", "upscaler"}
+    budget = loaded(api)["upscaler"]["bytes"] + 1024  # room for the upscaler alone
+    assert api.post("/options", json={"memory_ram_budget_mb": budget / MIB}).status_code == 200
+    assert set(loaded(api)) == {"upscaler"}
+
+
 def test_a_model_a_running_job_uses_is_never_unloaded(upscaler_files, api, app_context):
     generate(api)
     unet = app_context.cache.current.unet

@@ -261,6 +261,14 @@ class ModelManager:
                 if not entry.users and match(entry.key):
                     self._drop(entry)
 
+    def fit(self) -> None:
+        """After the budgets or limits changed: let go of what is now over them (models in use stay)."""
+        with self._lock:
+            for kind in list(self.limits):
+                self._cap(kind)
+            self._make_room("vram", 0)
+            self._make_room("ram", 0)
+
     def free_unused(self, device: torch.device | str | None = None) -> None:
         """After running out of memory on ``device``: let go of every entry there that no job holds (to RAM
         when that fits, from a GPU), then hand the memory back."""

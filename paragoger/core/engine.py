@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from paragoger.core import hires, img2img
-from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.depth import depth_conditioning
@@ -36,6 +35,7 @@ from paragoger.errors import UserError
 from paragoger.model_manager.components import Components
 from paragoger.model_manager.embeddings import ti_hashes_field
 from paragoger.model_manager.lora import lora_hashes_field
+from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
 from paragoger.upscale import UpscalerRegistry
 
 

@@ -40,15 +40,13 @@ def _cells(context, row: dict) -> list[str]:
             megabytes(row["bytes"]), parts, time.strftime("%H:%M:%S", time.localtime(row["last_use"])), status]
 
 
-def row_html(context, row: dict) -> str:
+def row_html(context, row: dict, *, header: bool = False) -> str:
+    """One model as a table row (the column titles above it for the first row, so the columns line up)."""
+    titles = "".join(f"<th>{html.escape(context.translate(text))}</th>" for text in COLUMNS)
     cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(context, row))
     kind = html.escape(row["kind"])
-    return f'<table class="memory-table"><tr class="memory-row" data-kind="{kind}">{cells}</tr></table>'
-
-
-def header_html(context) -> str:
-    cells = "".join(f"<th>{html.escape(context.translate(text))}</th>" for text in COLUMNS)
-    return f'<table class="memory-table"><tr>{cells}</tr></table>'
+    return (f'<table class="memory-table">{f"<tr>{titles}</tr>" if header else ""}'
+            f'<tr class="memory-row" data-kind="{kind}">{cells}</tr></table>')
 
 
 def build_memory_tab(context, tab) -> None:
@@ -72,12 +70,9 @@ def build_memory_tab(context, tab) -> None:
             if not report["models"]:
                 gr.HTML(html.escape(context.translate("No model is loaded.")))
                 return
-            with gr.Row(elem_classes="memory-entry"):
-                gr.HTML(header_html(context), scale=8)
-                gr.HTML("", scale=0, min_width=90)  # above the Unload buttons
             for index, row in enumerate(report["models"]):
                 with gr.Row(elem_classes="memory-entry", key=f"memory-{index}"):
-                    gr.HTML(row_html(context, row), scale=8)
+                    gr.HTML(row_html(context, row, header=index == 0), scale=8)
                     button = gr.Button(context.translate("Unload"), size="sm", scale=0, min_width=90,
                                        elem_classes="memory-unload")
                     button.click(lambda seen, kind=row["kind"], key=row["key"]: unload(kind, key, seen),

@@ -58,6 +58,7 @@ def _measure(args, workdir: Path) -> dict:
     from paragoger.devices import choose_device
     from paragoger.core.engine import Engine
     from paragoger.core.jobs import Job
+    from paragoger.core.payloads import GenerationJob
     from paragoger.core.request import GenerationRequest
     from paragoger.model_manager.cache import ModelCache
     from paragoger.model_manager.library import ModelLibrary
@@ -153,6 +154,51 @@ def _three_modes(engine, request) -> dict:
     return report
 
 
+def memory_by_kind(args) -> dict:
+    """``--memory``: the app as it runs (one AppContext) after a txt2img, an upscale with a model upscaler and a
+    caption with a tagger: the memory each kind of loaded model holds (MB), as the model manager measures it."""
+    from PIL import Image
+
+    from paragoger.cli import parse_args
+    from paragoger.context import AppContext
+    from paragoger.core.extras import ExtrasRequest
+    from paragoger.core.request import GenerationRequest
+
+    # The bench runs from a checkout: with no real upscaler or captioner at hand it makes the tests' tiny ones
+    # (the one place outside tests/ that may use them; tests/test_layering.py names it).
+    from tests.fixtures import caption as caption_fixtures
+    from tests.fixtures import upscale as upscale_fixtures
+
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-memory-") as tmp:
+        data = Path(tmp)
+        (data / "checkpoint").mkdir()
+        model_path = _model_file(args, data / "checkpoint")
+        upscale_fixtures.write_esrgan(data / "models" / "ESRGAN" / "4x-tiny-esrgan.pth", scale=4, style="old")
+        caption_fixtures.write_caption_models(data / "models")
+        flags = ["--data-dir", str(data), "--ckpt-dir", str(model_path.parent), "--precision", args.precision]
+        context = AppContext(parse_args(flags + (["--device", args.device] if args.device else []), env={}))
+        try:
+            context.settings.update({"interrogate_keep_models_in_memory": True, "samples_save": False})
+            context.select_checkpoint(model_path.name)
+            context.run_and_wait(GenerationJob(GenerationRequest(
+                prompt="a lighthouse", steps=args.steps, width=args.size, height=args.size, seed=1,
+                sampler_name="Euler", save_images=False)))
+            picture = Image.new("RGB", (64, 64), (200, 120, 40))
+            context.run_extras(ExtrasRequest(images=[picture], upscaler_1="4x-tiny-esrgan", upscaling_resize=2))
+            context.interrogate(picture, "deepdanbooru")
+            report = context.memory_report()
+        finally:
+            context.close()
+    by_kind: dict[str, float] = {}
+    for row in report["models"]:
+        by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + row["bytes"] / 2**20
+    result = {f"memory_mb_{kind}": round(size, 2) for kind, size in by_kind.items()}
+    result.update(memory_mb_models_in_ram=round(report["totals"]["ram"] / 2**20, 2),
+                  memory_mb_models_on_gpu=round(report["totals"]["vram"] / 2**20, 2),
+                  memory_mb_process_rss=round(report["ram"]["used"] / 2**20))
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paragoger.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="SD 1.5-sized random weights instead of tiny")
@@ -166,11 +212,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", action="store_true",
                         help="also run txt2img, img2img and inpaint and report peak RSS after each")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--memory", action="store_true",
+                        help="also run txt2img, an upscale and a caption in the app and report memory per model kind")
     args = parser.parse_args(argv)
     big = args.full_size or args.checkpoint
     args.steps = args.steps or (6 if big else 20)
     args.size = args.size or (256 if big else 64)
     report = run(args)
+    if args.memory:
+        report.update(memory_by_kind(args))
     if args.json:
         print(json.dumps(report))
         return

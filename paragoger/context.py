@@ -30,6 +30,7 @@ from paragoger.model_manager.embeddings import EmbeddingLibrary
 from paragoger.model_manager.library import ModelLibrary
 from paragoger.model_manager.lora import LoraLibrary
 from paragoger.model_manager.loader import load_checkpoint
+from paragoger.model_manager.memory import ModelManager, configured_budgets
 from paragoger.paths import Paths
 from paragoger.prompts import StyleStore
 from paragoger.samplers import default_sampler_registry
@@ -52,18 +53,25 @@ class AppContext:
         self.device = device or choose_device(options.device, precision=options.precision,
                                               no_half=options.no_half, no_half_vae=options.no_half_vae)
         self.library = ModelLibrary(self.paths)
-        self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"])
+        # One model manager for every kind of model: what is loaded where, within the memory budgets.
+        self.models = ModelManager(self.device.device, budgets=lambda ram, vram: configured_budgets(
+            self.settings["memory_ram_budget_mb"], self.settings["memory_vram_budget_mb"], ram, vram,
+            self.device.device))
+        self.cache = ModelCache(load_checkpoint, self.device, limit=self.settings["sd_checkpoints_limit"],
+                                manager=self.models)
         self.samplers = default_sampler_registry()
         self.upscalers = UpscalerRegistry()
         # Model upscalers (models/ESRGAN, RealESRGAN, ...) through spandrel: listed now, each read on first use.
         self.upscaler_models = ModelUpscalers(self.upscalers, self.paths.upscaler_dirs(), SpandrelModels(
-            self.device, lambda: (self.settings["ESRGAN_tile"], self.settings["ESRGAN_tile_overlap"])))
+            self.device, lambda: (self.settings["ESRGAN_tile"], self.settings["ESRGAN_tile_overlap"]),
+            manager=self.models))
         self.upscaler_models.refresh()
-        self.captioners = default_captioners(self.paths.models_dir, self.device)
+        self.captioners = default_captioners(self.paths.models_dir, self.device, self.models)
         self.styles = StyleStore(self.paths.styles_file)
-        self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache)
+        self.loras = LoraLibrary(self.paths.lora_dirs, self.library.hash_cache, manager=self.models)
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
-        self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device)
+        self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device,
+                                                self.models)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,
@@ -257,6 +265,7 @@ class AppContext:
                 self.settings.update({"sd_vae": vae})
             self.select_checkpoint(checkpoint or self.settings["sd_model_checkpoint"] or None, vae)
         self.cache.limit = self.settings["sd_checkpoints_limit"]
+        self.models.fit()  # a lower budget or limit applies now, not at the next load
 
     def flags_snapshot(self) -> dict[str, Any]:
         return {key: (str(value) if value is not None and not isinstance(value, (bool, int, float, str))
@@ -285,17 +294,34 @@ class AppContext:
         return self.job_status(self.queue.current, include_image=include_image)
 
     def memory_report(self) -> dict[str, Any]:
-        process = psutil.Process()
-        report: dict[str, Any] = {"ram": {"used": process.memory_info().rss,
-                                          "total": psutil.virtual_memory().total},
-                                  "models": [asdict(m) for m in self.cache.loaded()]}
+        """A1111's /sdapi/v1/memory ("ram", "cuda") and every loaded model (kind, name, device, bytes, last use,
+        in use), the totals models hold and the budgets (see ``model_manager.memory``)."""
+        process, system = psutil.Process(), psutil.virtual_memory()
+        used = process.memory_info().rss
+        report: dict[str, Any] = {"ram": {"free": system.available, "used": used, "total": system.total},
+                                  **self.models.report()}
+        for row in report["models"]:
+            row["title"] = row["name"]  # the field this route had before it listed every kind
         import torch
 
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info()
+            stats = torch.cuda.memory_stats()
             report["cuda"] = {"system": {"free": free, "total": total, "used": total - free},
+                              "active": {"current": stats.get("active_bytes.all.current", 0),
+                                         "peak": stats.get("active_bytes.all.peak", 0)},
+                              "allocated": {"current": stats.get("allocated_bytes.all.current", 0),
+                                            "peak": stats.get("allocated_bytes.all.peak", 0)},
+                              "reserved": {"current": stats.get("reserved_bytes.all.current", 0),
+                                           "peak": stats.get("reserved_bytes.all.peak", 0)},
+                              "events": {"retries": stats.get("num_alloc_retries", 0),
+                                         "oom": stats.get("num_ooms", 0)},
                               "peak": torch.cuda.max_memory_allocated()}
         return report
+
+    def unload_model(self, kind: str, key: str) -> None:
+        """Unload one loaded model (a row of the memory table); UserError while a running job uses it."""
+        self.models.unload(kind, key)
 
     def close(self) -> None:
         self.queue.stop()

@@ -44,7 +44,10 @@ def choose_device(requested: str | None = None, *, precision: str = "autocast", 
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+    """CUDA's out-of-memory error, or a failed RAM allocation (torch's CPU allocator says "can't allocate")."""
+    text = str(err).lower()
+    return (isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text)
 
 
 def free_memory(device: torch.device) -> None:

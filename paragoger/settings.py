@@ -56,6 +56,12 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("sd_model_checkpoint", "", "Stable Diffusion checkpoint", "sd"),
     OptionSpec("sd_vae", "Automatic", "SD VAE", "sd"),
     OptionSpec("sd_checkpoints_limit", 1, "Checkpoints to keep in memory", "sd", minimum=1, maximum=10),
+    # Memory (paragoger/model_manager/memory.py): what loaded models may hold; 0 = free memory less a margin
+    OptionSpec("memory_ram_budget_mb", 0.0, "RAM loaded models may use, in MB (0: automatic, free RAM less a margin)",
+               "memory", minimum=0.0),
+    OptionSpec("memory_vram_budget_mb", 0.0,
+               "GPU memory loaded models may use, in MB (0: automatic, free GPU memory less a margin)", "memory",
+               minimum=0.0),
     OptionSpec("CLIP_stop_at_last_layers", 1, "Clip skip", "sd", minimum=1, maximum=12),
     OptionSpec("enable_prompt_comments", True, "Enable # comments in prompts", "sd"),
     OptionSpec("emphasis", "Original", "Emphasis mode for (word:1.2)", "sd", choices=("Original", "No norm", "Ignore")),
@@ -115,7 +121,7 @@ SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
 # How the Settings tab titles the sections above (an extension's section is titled with its own name).
 SECTION_TITLES = {"sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
                   "previews": "Live previews", "ui": "User interface", "upscaling": "Upscaling",
-                  "interrogate": "Interrogate"}
+                  "interrogate": "Interrogate", "memory": "Memory"}
 
 
 class Settings:

@@ -200,12 +200,12 @@ def test_app_context_captions_through_the_queue_and_frees_models_unless_kept(dat
     try:
         tagger = context.captioners.get("deepdanbooru")
         assert context.interrogate(picture(), "deepdanbooru").startswith("1girl, ")
-        assert tagger._loaded is None
+        assert not tagger.loaded()
         context.settings.update({"interrogate_keep_models_in_memory": True})
         context.interrogate(picture(), "deepdanbooru")
-        assert tagger._loaded is not None
+        assert tagger.loaded()
         assert set(context.interrogate(picture(), "clip").split(", ")[0].split()) <= set(BLIP_WORDS)
-        assert tagger._loaded is None  # only the captioner used last stays loaded
+        assert not tagger.loaded()  # only the captioner used last stays loaded
         assert [job.kind for job in context.queue.finished()][-3:] == ["caption"] * 3
         with pytest.raises(UserError, match="Choose a picture"):
             context.interrogate(None, "clip")

@@ -45,10 +45,20 @@ def test_prompts_are_pure_text_without_torch():
 
 
 def test_the_product_never_imports_the_tests():
-    """Test-only files (tests/fixtures/) stay out of the app: nothing under paragoger/ imports from tests."""
+    """Test-only files (tests/fixtures/) stay out of the app: nothing under paragoger/ imports from tests, except
+    the benchmark command, which runs from a checkout and makes the tests' tiny upscaler and captioner for
+    ``--memory`` (the app itself never imports bench.py)."""
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() == "bench.py":
+            continue
         for name in imported_modules(path):
             assert name != "tests" and not name.startswith("tests."), f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+def test_nothing_in_the_app_imports_the_benchmark():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if not path.name.startswith("bench"):
+            assert not any(name.startswith("paragoger.bench") for name in imported_modules(path)), path.name
 
 
 def test_safetensors_files_are_read_in_one_place():

@@ -67,6 +67,10 @@ def texts_the_app_labels() -> set[str]:
     from paragoger.caption.tagger import WdTagger
 
     found |= {ClipInterrogator.title, WdTagger.title}  # captioner names in the Image to text tab
+    from paragoger.model_manager.memory import KINDS
+    from paragoger.ui.memory import COLUMNS
+
+    found |= set(KINDS.values()) | set(COLUMNS)  # the Memory tab's model kinds and column titles
     for script in builtin_scripts():
         found.add(script.title)
         for is_img2img in (False, True):

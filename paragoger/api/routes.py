@@ -372,6 +372,13 @@ def build_router(context) -> APIRouter:
 
     @router.get("/memory")
     def memory():
+        """A1111's fields ("ram", "cuda") and "models": every loaded model, of every kind, most recent first."""
+        return context.memory_report()
+
+    @router.post("/memory/unload")
+    def memory_unload(body: dict = Body(...)):
+        """Unload one model of /memory's list ({"kind": ..., "key": ...}); 400 while a running job uses it."""
+        context.unload_model(str(body.get("kind", "")), str(body.get("key", "")))
         return context.memory_report()
 
     @router.post("/png-info")

@@ -3,8 +3,9 @@
     "a woman sitting on a bench, an oil painting, by Claude Monet, impressionism, soft light, ..."
 
 BLIP comes from the first folder in models/BLIP (required); the flavours only when models/CLIP holds a CLIP
-folder, else the sentence alone is the answer. Models load on first use, in the job worker, and stay until
-``unload`` (the registry calls it unless "interrogate_keep_models_in_memory" is on).
+folder, else the sentence alone is the answer. Models load on first use, in the job worker, through the model
+manager (kind "captioner"), and stay until ``unload`` (the registry calls it unless
+"interrogate_keep_models_in_memory" is on) or until the memory budgets need the room.
 """
 from __future__ import annotations
 
@@ -16,21 +17,26 @@ from PIL import Image
 from paragoger.caption.blip import BlipCaptioner
 from paragoger.caption.flavours import ClipRanker, load_categories
 from paragoger.caption.folders import first_model_folder
-from paragoger.devices import DeviceConfig, free_memory
+from paragoger.devices import DeviceConfig
 from paragoger.errors import UserError
+from paragoger.model_manager.memory import ModelManager
 
 
 class ClipInterrogator:
     name = "clip"
     title = "CLIP (BLIP caption and flavours)"
 
-    def __init__(self, blip_dir: Path, clip_dir: Path, list_dirs: list[Path], device: DeviceConfig):
+    def __init__(self, blip_dir: Path, clip_dir: Path, list_dirs: list[Path], device: DeviceConfig,
+                 manager: ModelManager | None = None):
         self.blip_dir, self.clip_dir, self.list_dirs = Path(blip_dir), Path(clip_dir), list(list_dirs)
         self.device = device
-        self._blip: tuple[Path, BlipCaptioner] | None = None
-        self._clip: tuple[Path, ClipRanker] | None = None
+        self.manager = manager if manager is not None else ModelManager(device.device)
 
     def caption(self, image: Image.Image, options: Mapping[str, Any]) -> str:
+        with self.manager.holding():
+            return self._caption(image, options)
+
+    def _caption(self, image: Image.Image, options: Mapping[str, Any]) -> str:
         text = self._blip_model().describe(
             image, num_beams=options.get("interrogate_clip_num_beams", 1),
             min_length=options.get("interrogate_clip_min_length", 24),
@@ -50,20 +56,20 @@ class ClipInterrogator:
         folder = first_model_folder(self.blip_dir)
         if folder is None:
             raise UserError("blip_model_missing", folder=self.blip_dir)
-        if self._blip is None or self._blip[0] != folder:
-            self._blip = (folder, BlipCaptioner.load(folder, self.device))
-        return self._blip[1]
+        return self._load("BLIP", folder, BlipCaptioner.load)
 
     def _clip_model(self) -> ClipRanker | None:
         folder = first_model_folder(self.clip_dir)
         if folder is None:
-            self._clip = None
+            self.manager.unload_where("captioner", lambda key: key[:2] == (self.name, "CLIP"))
             return None
-        if self._clip is None or self._clip[0] != folder:
-            self._clip = (folder, ClipRanker.load(folder, self.device))
-        return self._clip[1]
+        return self._load("CLIP", folder, ClipRanker.load)
+
+    def _load(self, part: str, folder: Path, load):
+        """The ``part`` model from ``folder``, through the manager (one folder per part stays loaded)."""
+        self.manager.unload_where("captioner", lambda key: key[:2] == (self.name, part) and key[2] != str(folder))
+        return self.manager.load("captioner", (self.name, part, str(folder)), lambda: load(folder, self.device),
+                                 name=f"{part}: {folder.name}", device=self.device.device)
 
     def unload(self) -> None:
-        if self._blip is not None or self._clip is not None:
-            self._blip = self._clip = None
-            free_memory(self.device.device)
+        self.manager.unload_where("captioner", lambda key: key[0] == self.name)

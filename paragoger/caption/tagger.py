@@ -18,8 +18,9 @@ from PIL import Image
 
 from paragoger.caption.folders import compute_dtype, first_line, first_model_folder
 from paragoger.caption.tags import TagOptions, format_tags
-from paragoger.devices import DeviceConfig, free_memory
+from paragoger.devices import DeviceConfig
 from paragoger.errors import ModelLoadError, UserError
+from paragoger.model_manager.memory import ModelManager
 
 TAGS_FILE = "selected_tags.csv"
 RATING_CATEGORY = 9
@@ -92,23 +93,25 @@ class WdTagger:
     name = "deepdanbooru"
     title = "DeepBooru (WD tagger tags)"
 
-    def __init__(self, root: Path, device: DeviceConfig):
+    def __init__(self, root: Path, device: DeviceConfig, manager: ModelManager | None = None):
         self.root = Path(root)
         self.device = device
-        self._loaded: tuple[Path, LoadedTagger] | None = None
+        self.manager = manager if manager is not None else ModelManager(device.device)
 
     def caption(self, image: Image.Image, options: Mapping[str, Any]) -> str:
-        return format_tags(self._tagger().scores(image), TagOptions.from_settings(options))
+        with self.manager.holding():
+            return format_tags(self._tagger().scores(image), TagOptions.from_settings(options))
 
     def _tagger(self) -> LoadedTagger:
         folder = first_model_folder(self.root)
         if folder is None:
             raise UserError("tagger_model_missing", folder=self.root)
-        if self._loaded is None or self._loaded[0] != folder:
-            self._loaded = (folder, LoadedTagger.load(folder, self.device))
-        return self._loaded[1]
+        self.manager.unload_where("captioner", lambda key: key[0] == self.name and key[1] != str(folder))
+        return self.manager.load("captioner", (self.name, str(folder)), lambda: LoadedTagger.load(folder, self.device),
+                                 name=f"{self.title}: {folder.name}", device=self.device.device)
+
+    def loaded(self) -> bool:
+        return any(key[0] == self.name for key in (e.key for e in self.manager.entries("captioner")))
 
     def unload(self) -> None:
-        if self._loaded is not None:
-            self._loaded = None
-            free_memory(self.device.device)
+        self.manager.unload_where("captioner", lambda key: key[0] == self.name)

@@ -5,7 +5,7 @@
     3. seeds and latents       txt2img: seeded noise * the scheduler's initial sigma
     4. denoising loop          core.denoise, with progress, preview, interrupt and skip hooks
                                (txt2img's Hires. fix: a second, img2img pass at the hires size, core.hires)
-    5. decode                  the VAE (retried in fp32 when half precision gives NaN)
+    5. decode                  the VAE (retried in fp32 when half precision gives NaN, in tiles when out of memory)
     6. save                    infotext + atomic write; a grid when there are several images
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ from paragoger.errors import UserError
 from paragoger.model_manager.components import Components
 from paragoger.model_manager.embeddings import ti_hashes_field
 from paragoger.model_manager.lora import lora_hashes_field
+from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
 from paragoger.upscale import UpscalerRegistry
 
 
@@ -110,7 +111,9 @@ class Engine:
     def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
         job = job or Job(request=request)
         runner = self.extension_runner
-        with (runner(request, job) if runner else contextlib.nullcontext(GenerationHooks(request))) as run:
+        # Every model this generation loads or uses is held (never unloaded) until it ends.
+        with self.cache.manager.holding(), \
+                (runner(request, job) if runner else contextlib.nullcontext(GenerationHooks(request))) as run:
             result = self._generate(run.request, job, run)
             run.postprocess(result)
         return result
@@ -253,7 +256,19 @@ class Engine:
                 pictures: PreparedPictures | None = None, run: GenerationHooks | None = None,
                 start_from=None, progress: tuple[int, int] | None = None) -> torch.Tensor:
         """``start_from(scheduler) -> img2img.StartLatents`` starts from given latents (the hires fix's second pass);
-        ``progress`` (steps done before, steps in all) counts this pass as a part of a longer job."""
+        ``progress`` (steps done before, steps in all) counts this pass as a part of a longer job. Out of memory,
+        the models no job uses are let go and the pass runs once more; then UserError("out_of_memory_sampling")."""
+        def once():
+            return self._sample_once(request, components, encoder, prompts, batch, sampler, schedule, settings,
+                                     job, pictures, run, start_from, progress)
+
+        return retry_once(once, once, manager=self.cache.manager, device=self.cache.device.device,
+                          message="out_of_memory_sampling", width=request.width, height=request.height,
+                          batch=len(batch.seeds))
+
+    def _sample_once(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
+                     pictures: PreparedPictures | None, run: GenerationHooks | None, start_from,
+                     progress: tuple[int, int] | None) -> torch.Tensor:
         offset, total = progress or (0, None)
         device, dtype = self.cache.device.device, self.cache.device.dtype
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
@@ -369,14 +384,30 @@ class Engine:
 
     # 5. Decode -------------------------------------------------------------------------------------------------
     def _decode(self, components: Components, latents: torch.Tensor) -> list:
+        """Latents -> pictures. Out of memory, the models no job uses are let go and it decodes again in tiles."""
+        factor = components.vae_scale_factor
+        decoded = retry_once(lambda: self._decode_once(components, latents, tiled=False),
+                             lambda: self._decode_once(components, latents, tiled=True),
+                             manager=self.cache.manager, device=self.cache.device.device,
+                             message="out_of_memory_decoding", width=latents.shape[-1] * factor,
+                             height=latents.shape[-2] * factor, batch=latents.shape[0])
+        return previews.tensor_to_pil(decoded)
+
+    @staticmethod
+    def _decode_once(components: Components, latents: torch.Tensor, *, tiled: bool) -> torch.Tensor:
         vae = components.vae
+
+        def decode(z: torch.Tensor) -> torch.Tensor:
+            z = z / vae.config.scaling_factor
+            return tiled_decode(vae, z) if tiled else vae.decode(z, return_dict=False)[0]
+
         with torch.inference_mode():
-            decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            decoded = decode(latents.to(vae.dtype))
             if vae.dtype != torch.float32 and torch.isnan(decoded).any():
                 # Half-precision VAEs (notably SDXL's) overflow into NaN: decode this model in fp32 from now on.
                 vae.to(torch.float32)
-                decoded = vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
-        return previews.tensor_to_pil(decoded)
+                decoded = decode(latents.float())
+        return decoded
 
     # 6. Save ---------------------------------------------------------------------------------------------------
     def _output_dir(self, settings, key: str) -> Path:

@@ -1,20 +1,22 @@
-"""The model cache: which checkpoints are loaded, on which device, and how much memory they hold.
+"""The checkpoint cache: checkpoints as the model manager holds them (``memory.ModelManager``, kind "checkpoint").
 
 Every mode asks the cache for Components and gets the very same module objects: weights are loaded once and
-never copied. Switching checkpoints keeps at most ``limit`` of them (the setting "Checkpoints to keep in
-memory"); the others are dropped and their memory freed. A failed load leaves the loaded models as they were.
+never copied. At most ``limit`` checkpoints stay (the setting "Checkpoints to keep in memory"), fewer when the
+memory budgets need the room; the others are dropped and their memory freed. A failed load leaves the loaded
+models as they were.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from paragoger.devices import DeviceConfig, free_memory, weights_outside_heap
+from paragoger.devices import DeviceConfig
 from paragoger.model_manager.components import CheckpointInfo, Components
+from paragoger.model_manager.memory import ModelManager, measure
 
 Loader = Callable[..., Components]
+KIND = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -26,30 +28,38 @@ class LoadedModel:
 
 
 def module_bytes(components: Components) -> int:
-    seen, total = set(), 0
-    for module in components.modules().values():
-        for tensor in [*module.parameters(), *module.buffers()]:
-            if tensor.data_ptr() not in seen and tensor.device.type != "meta":
-                seen.add(tensor.data_ptr())
-                total += tensor.numel() * tensor.element_size()
-    return total
+    """Bytes the checkpoint's modules hold, each storage counted once."""
+    return sum(sum(sizes.values()) for sizes in measure(components).values())
+
+
+def expected_bytes(path: Path) -> int:
+    """About what loading a checkpoint takes: its file's size (a diffusers folder: its weight files')."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.suffix in (".safetensors", ".bin"))
+    return path.stat().st_size if path.exists() else 0
 
 
 class ModelCache:
-    def __init__(self, loader: Loader, device: DeviceConfig, *, limit: int = 1,
-                 on_loaded: Callable[[Components], None] | None = None):
+    def __init__(self, loader: Loader, device: DeviceConfig, *, limit: int = 1, manager: ModelManager | None = None):
         self._loader = loader
         self.device = device
-        self.limit = max(1, limit)
-        self._loaded: OrderedDict[tuple, Components] = OrderedDict()
-        self._lock = threading.RLock()
-        self._on_loaded = on_loaded
+        self.manager = manager if manager is not None else ModelManager(device.device)
+        self.limit = limit
+
+    @property
+    def limit(self) -> int:
+        return self.manager.limits[KIND]
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self.manager.limits[KIND] = max(1, int(value))
 
     @property
     def current(self) -> Components | None:
         """The most recently used checkpoint, or None when nothing is loaded."""
-        with self._lock:
-            return next(reversed(self._loaded.values()), None)
+        entries = self.manager.entries(KIND)
+        return entries[-1].model if entries else None
 
     def get(self, info: CheckpointInfo, vae_path=None, *, vae_beside: bool = True) -> Components:
         """Components for ``info`` (with ``vae_path`` replacing its VAE), loading them only when not cached.
@@ -57,38 +67,20 @@ class ModelCache:
         ``vae_beside=False`` ignores a ``<name>.vae.safetensors`` beside the checkpoint (the VAE setting "None").
         """
         key = (str(info.path), str(vae_path) if vae_path else None, vae_beside)
-        with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
-            # Make room before loading, so two large models never need to fit at once; the model in use is
-            # only dropped once the new one has loaded (a corrupt file must leave it in place).
-            while len(self._loaded) > self.limit - 1 and len(self._loaded) > 1:
-                self._drop(next(iter(self._loaded)))
-            with weights_outside_heap():
-                components = self._loader(info, device=self.device.device, dtype=self.device.dtype,
-                                          vae_path=vae_path, vae_beside_checkpoint=vae_beside)
-            if components.vae.dtype != self.device.vae_dtype:  # --no-half-vae, or fp32 VAE beside a bf16 UNet
-                components.vae.to(self.device.vae_dtype)
-            while len(self._loaded) >= self.limit:
-                self._drop(next(iter(self._loaded)))
-            self._loaded[key] = components
-        if self._on_loaded is not None:
-            self._on_loaded(components)
+        return self.manager.load(KIND, key, lambda: self._load(info, vae_path, vae_beside), name=info.title,
+                                 device=self.device.device, expected_bytes=expected_bytes(info.path))
+
+    def _load(self, info: CheckpointInfo, vae_path, vae_beside: bool) -> Components:
+        components = self._loader(info, device=self.device.device, dtype=self.device.dtype,
+                                  vae_path=vae_path, vae_beside_checkpoint=vae_beside)
+        if components.vae.dtype != self.device.vae_dtype:  # --no-half-vae, or fp32 VAE beside a bf16 UNet
+            components.vae.to(self.device.vae_dtype)
         return components
 
     def unload_all(self) -> None:
-        with self._lock:
-            for key in list(self._loaded):
-                self._drop(key)
+        self.manager.unload_where(KIND)
 
     def loaded(self) -> list[LoadedModel]:
-        with self._lock:
-            return [LoadedModel(c.info.title, str(self.device.device), str(self.device.dtype), module_bytes(c))
-                    for c in self._loaded.values()]
-
-    def _drop(self, key) -> None:
-        components = self._loaded.pop(key)
-        del components
-        free_memory(self.device.device)
-
+        models = [(entry.model, entry.placed) for entry in self.manager.entries(KIND)]
+        return [LoadedModel(model.info.title, str(placed), str(self.device.dtype), module_bytes(model))
+                for model, placed in models if model is not None]

@@ -14,6 +14,9 @@ from typing import Any
 import torch
 
 from paragoger.errors import ModelLoadError
+from paragoger.model_manager.memory import ModelManager
+
+KIND = "depth"
 
 
 @dataclass
@@ -34,13 +37,14 @@ class DepthEstimator:
 
 
 class DepthEstimators:
-    """The depth estimators in one folder, each loaded on first use and then kept (they are small next to a
-    checkpoint, and a depth checkpoint asks for one on every generation)."""
+    """The depth estimators in one folder, each loaded on first use through the model manager (kind "depth") and
+    kept while memory allows (they are small next to a checkpoint, and a depth checkpoint asks for one on every
+    generation)."""
 
-    def __init__(self, folder: Path, device: torch.device | str = "cpu"):
+    def __init__(self, folder: Path, device: torch.device | str = "cpu", manager: ModelManager | None = None):
         self.folder = Path(folder)
         self.device = torch.device(device)
-        self._loaded: dict[str, DepthEstimator] = {}
+        self.manager = manager if manager is not None else ModelManager(self.device)
 
     def _folders(self) -> dict[str, Path]:
         if (self.folder / "config.json").is_file():
@@ -59,9 +63,8 @@ class DepthEstimators:
             name = next(iter(folders), None)
         if name is None or name not in folders:
             return None
-        if name not in self._loaded:
-            self._loaded[name] = self._load(name, folders[name])
-        return self._loaded[name]
+        folder = folders[name]
+        return self.manager.load(KIND, str(folder), lambda: self._load(name, folder), name=name, device=self.device)
 
     def _load(self, name: str, folder: Path) -> DepthEstimator:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation  # only when a depth model runs

@@ -46,7 +46,6 @@ import os
 import re
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -56,6 +55,7 @@ import torch
 from paragoger.errors import ModelLoadError, UserError
 from paragoger.model_manager import to_ldm
 from paragoger.model_manager.hashing import HashCache
+from paragoger.model_manager.memory import ModelManager
 from paragoger.model_manager.safe_pickle import load_ckpt
 from paragoger.model_manager.safetensors_file import SafetensorsReadError, data_start, read_header, read_tensors
 from paragoger.model_manager.scanner import files_with_suffixes, preview_beside
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 LORA_HASH_LENGTH = 12
+LORA_KIND = "lora"
 FAMILIES = ("sd1", "sd2", "sdxl")
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
@@ -448,20 +449,20 @@ class LoraLibrary:
     """The LoRA files in ``dirs`` (searched recursively; earlier folders win on equal names), their hashes, and
     a small in-memory cache of read files so the next generation with the same LoRA does not read it again.
 
-    ``cache_size``: files kept in memory (most recently used first); ``cache_bytes``: their total size limit
-    (the last used file is always kept).
+    ``cache_size``: files kept in memory (most recently used first), held by the model manager (kind "lora") and
+    let go sooner when the RAM budget needs the room.
     """
 
     def __init__(self, dirs: Iterable[Path], hash_cache: HashCache, *, cache_size: int = 3,
-                 cache_bytes: int = 2 << 30):
+                 manager: ModelManager | None = None):
         self.dirs = tuple(Path(d) for d in dirs)
         self.hash_cache = hash_cache
         self._addnet = HashCache(hash_cache.cache_file, section="paragoger-addnet-sha256", digest=addnet_hash)
         self.cache_size = max(0, int(cache_size))
-        self.cache_bytes = int(cache_bytes)
+        self.manager = manager if manager is not None else ModelManager("cpu")
+        self.manager.limits[LORA_KIND] = max(1, self.cache_size)
         self._entries: dict[str, LoraInfo] = {}
         self._aliases: dict[str, LoraInfo] = {}
-        self._files: OrderedDict[tuple, LoraFile] = OrderedDict()
         self._lock = threading.Lock()
         self._model_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -570,25 +571,20 @@ class LoraLibrary:
         except OSError as error:
             raise UserError("lora_unreadable", name=info.name, reason=_first_line(error)) from None
         key = (str(Path(info.path).resolve()), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if key in self._files:
-                self._files.move_to_end(key)
-                return self._files[key]
+        if not self.cache_size:
+            return self._read(info)
+        return self.manager.load(LORA_KIND, key, lambda: self._read(info), name=info.name, device="cpu",
+                                 expected_bytes=stat.st_size)
+
+    def _read(self, info: LoraInfo) -> LoraFile:
         state_dict, metadata = _read_lora_file(Path(info.path), info.name)
         parsed = parse_lora(state_dict, metadata or dict(info.metadata))
         with self._lock:
             self.file_reads += 1
-            if self.cache_size:
-                self._files[key] = parsed
-                self._files.move_to_end(key)
-                while len(self._files) > self.cache_size or (
-                        len(self._files) > 1 and sum(f.nbytes for f in self._files.values()) > self.cache_bytes):
-                    self._files.popitem(last=False)
         return parsed
 
     def clear_cache(self) -> None:
-        with self._lock:
-            self._files.clear()
+        self.manager.unload_where(LORA_KIND)
 
     # -------------------------------------------------------------------------------------------- applying
 

@@ -11,6 +11,7 @@ from paragoger.settings import SECTION_TITLES
 from paragoger.ui import widgets
 from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
+from paragoger.ui.memory import build_memory_tab
 from paragoger.ui.tabs import extras, img2img, txt2img
 from paragoger.ui.tabs import image_to_text
 
@@ -147,6 +148,8 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                         build_extension_tab(context, tab)
                 with gr.Tab(label("Extensions"), id="extensions", elem_id="tab_extensions"):
                     build_extensions_tab(context)
+                with gr.Tab(label("Memory"), id="memory", elem_id="tab_memory") as memory_tab:
+                    build_memory_tab(context, memory_tab)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
             for source in (txt2img_panel, img2img_panel):

@@ -115,4 +115,8 @@ CSS = """
 .ext-note { font-size: 0.85em; opacity: .8; }
 .paragoger-token-counter { text-align: right; font-size: 0.8em; opacity: .75; margin-top: -0.4em; }
 .paragoger-infotext p { font-family: var(--font-mono); font-size: 0.85em; white-space: normal; word-break: break-word; }
+.memory-table { width: 100%; table-layout: fixed; margin: 0; }
+.memory-table td, .memory-table th { width: 12%; padding: .2em .4em; word-break: break-word; }
+.memory-table td:nth-child(2), .memory-table th:nth-child(2), .memory-table td:nth-child(5),
+.memory-table th:nth-child(5) { width: 20%; }
 """

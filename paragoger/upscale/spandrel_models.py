@@ -5,12 +5,12 @@ same guarded loader as checkpoints, ``model_manager.safe_pickle``) and ``.safete
 spandrel only gets the resulting state dict, detects the architecture from its keys and builds the network.
 (spandrel's own file loader uses a pickle allow-list of its own and TorchScript for ``.pt``; we use neither.)
 
-One model is kept loaded at a time (``keep``), on the app's device in its dtype when the model supports it.
+Models load through the model manager (kind "upscaler"); one is kept loaded at a time (``keep``), on the app's
+device in its dtype when the model supports it.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +20,11 @@ from PIL import Image
 
 from paragoger.devices import DeviceConfig
 from paragoger.errors import UserError
+from paragoger.model_manager.memory import ModelManager
+from paragoger.model_manager.out_of_memory import retry_once
 from paragoger.upscale.tiling import run_tiled
 
+KIND = "upscaler"
 MODEL_SUFFIXES = (".pth", ".pt", ".safetensors")
 MAX_PASSES = 3                        # A1111 runs a model at most three times to reach a large scale
 MAX_OUTPUT_PIXELS = 64 * 1024 * 1024  # the largest picture one pass may make (as large as an input may be)
@@ -77,31 +80,27 @@ def _first_line(err: BaseException) -> str:
 class SpandrelModels:
     """Loads upscaler files on first use and keeps the last ``keep`` of them; runs them on pictures."""
 
-    def __init__(self, device: DeviceConfig, tile_settings: Callable[[], tuple[int, int]], *, keep: int = 1):
+    def __init__(self, device: DeviceConfig, tile_settings: Callable[[], tuple[int, int]], *, keep: int = 1,
+                 manager: ModelManager | None = None):
         self.device = device
         self.tile_settings = tile_settings     # () -> (tile, overlap), read at each use (settings can change)
-        self.keep = keep
-        self._loaded: OrderedDict[tuple[str, float], object] = OrderedDict()
+        self.manager = manager if manager is not None else ModelManager(device.device)
+        self.manager.limits[KIND] = max(1, keep)
         self._lock = threading.RLock()
 
     def load(self, path: Path):
         path = Path(path)
         try:
-            key = (str(path), path.stat().st_mtime)
+            stat = path.stat()
         except OSError as err:
             raise UserError("upscaler_unreadable", name=path.name, reason=err.strerror or str(err)) from None
-        with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
-            if self.keep <= 1:
-                self._loaded.clear()  # free the old model before reading the new one
+
+        def read():
             model = build_model(read_state_dict(path), path.name)
-            model.to(self.device.device, dtype=self._dtype_for(model))
-            self._loaded[key] = model
-            while len(self._loaded) > max(1, self.keep):
-                self._loaded.popitem(last=False)
-            return model
+            return model.to(self.device.device, dtype=self._dtype_for(model))
+
+        return self.manager.load(KIND, (str(path), stat.st_mtime), read, name=path.name,
+                                 device=self.device.device, expected_bytes=stat.st_size)
 
     def _dtype_for(self, model) -> torch.dtype:
         wanted = self.device.dtype
@@ -110,12 +109,10 @@ class SpandrelModels:
         return torch.float32
 
     def unload_all(self) -> None:
-        with self._lock:
-            self._loaded.clear()
+        self.manager.unload_where(KIND)
 
     def loaded_paths(self) -> list[str]:
-        with self._lock:
-            return [path for path, _ in self._loaded]
+        return [entry.key[0] for entry in self.manager.entries(KIND)]
 
     def upscale(self, path: Path, image: Image.Image, scale: float, *, name: str,
                 on_scale: Callable[[int], None] | None = None) -> Image.Image:
@@ -124,7 +121,8 @@ class SpandrelModels:
         native scale once it is known."""
         target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         picture = image.convert("RGB")
-        with self._lock:  # one picture at a time through the loaded model (it is shared)
+        # One picture at a time through the loaded model (it is shared), held while it runs.
+        with self._lock, self.manager.holding():
             for done in range(MAX_PASSES):
                 if done > 0 and picture.width >= target[0] and picture.height >= target[1]:
                     break
@@ -143,7 +141,17 @@ class SpandrelModels:
         return picture
 
     def _run(self, model, picture: Image.Image) -> Image.Image:
+        """One pass of ``model`` in tiles. Out of memory, the models no job uses are let go and it runs again in
+        tiles half as large (a quarter of the memory); then UserError("out_of_memory_upscaling")."""
         tile, overlap = self.tile_settings()
+        smaller = max(32, (tile or max(picture.size)) // 2)
+        return retry_once(lambda: self._run_tiled(model, picture, tile, overlap),
+                          lambda: self._run_tiled(model, picture, smaller, min(overlap, smaller // 4)),
+                          manager=self.manager, device=self.device.device, message="out_of_memory_upscaling",
+                          width=picture.width, height=picture.height, batch=1)
+
+    @staticmethod
+    def _run_tiled(model, picture: Image.Image, tile: int, overlap: int) -> Image.Image:
         array = np.asarray(picture, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 

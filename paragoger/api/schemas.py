@@ -1,4 +1,6 @@
-"""Request and response bodies of the A1111-compatible API. Unknown request fields are accepted and ignored."""
+"""Request and response bodies of the A1111-compatible API. Unknown request fields are accepted and ignored; a
+number that is NaN or Infinity (Python's json writes them, many clients send them) is refused with the field's
+name (422), like any other wrong value."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,8 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# Request bodies: unknown fields allowed, numbers must be finite.
+BODY_CONFIG = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
 class Txt2ImgBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = BODY_CONFIG
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -98,13 +104,13 @@ class Img2ImgBody(Txt2ImgBody):
 
 
 class PngInfoBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = BODY_CONFIG
 
     image: str = ""
 
 
 class InterrogateBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = BODY_CONFIG
 
     image: str = ""         # base64 or data URL
     model: str = "clip"     # a captioner name: "clip", "deepdanbooru", or one an extension registered
@@ -117,7 +123,7 @@ class InterrogateResponse(BaseModel):
 class ExtrasBody(BaseModel):
     """A1111's postprocessing fields (extra-single-image and extra-batch-images share them)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = BODY_CONFIG
 
     resize_mode: int = 0                   # 0 scale by upscaling_resize, 1 scale to upscaling_resize_w x _h
     show_extras_results: bool = True

@@ -19,8 +19,7 @@ class AppServices:
         ``.path``, ``.infotext``). Raises the app's UserError for a request that cannot run."""
         from paragoger.core.request import GenerationRequest
 
-        request = GenerationRequest(**fields)
-        request.validate()
+        request = self._context.check(GenerationRequest(**fields))  # the page's and the API's check
         return self._context.run_and_wait(request, request.mode)
 
     def upscale(self, image, scale: float, upscaler: str = "Lanczos"):

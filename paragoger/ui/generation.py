@@ -11,11 +11,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from paragoger.core import hires
 from paragoger.core.jobs import FAILED
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
-from paragoger.ext.scripts import resolve_script_request
 from paragoger.ui import extra_networks, widgets
 from paragoger.ui.extensions import script_controls
 from paragoger.ui.labels import label
@@ -169,8 +167,7 @@ def base_request(context, mode: str, values: list) -> GenerationRequest:
         n_iter=int(batches), batch_size=int(size), cfg_scale=float(cfg),
         seed=int(seed if seed is not None else -1), subseed=int(subseed if subseed is not None else -1),
         subseed_strength=float(subseed_strength), seed_resize_from_w=int(resize_w),
-        seed_resize_from_h=int(resize_h), checkpoint=context.settings["sd_model_checkpoint"] or None,
-        save_images=True)
+        seed_resize_from_h=int(resize_h), save_images=True)  # checkpoint None: the one chosen in the top bar
 
 
 def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
@@ -189,10 +186,7 @@ def wire(context, panel: GenerationPanel, *, extra_inputs: list = (),
                 request = fill_request(request, list(values[len(common):extra_end]))
             if panel.scripts is not None:
                 request = panel.scripts.fill(request, list(values[extra_end:]))
-                resolve_script_request(context.scripts, request)  # unknown arguments: said before queueing
-            request.validate()
-            context.samplers.resolve(request.sampler_name, request.scheduler)
-            hires.check(request, context.samplers, context.upscalers)
+            request = context.check(request)  # the one check before queueing (core/checks.py)
             job = None
             for job, status_html, preview in run_request(context, request):
                 yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,

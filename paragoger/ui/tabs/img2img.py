@@ -212,8 +212,7 @@ def _wire_batch(context, panel, extra_inputs, fill_request, input_dir, output_di
             settings_only = list(values[len(common):])
             settings_only[0] = "img2img"
             settings_only[1] = placeholder  # the folder supplies the pictures; validate the rest now
-            request = fill_request(request, settings_only).copy(init_images=[placeholder])
-            request.validate()
+            request = context.check(fill_request(request, settings_only).copy(init_images=[placeholder]))
             folders = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
                                                 mask=Path(source_masks) if source_masks else None)
             batch = BatchRequest(request, folders["input"], folders["output"], folders["mask"])

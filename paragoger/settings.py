@@ -113,15 +113,15 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                minimum=0, maximum=48),
     # Limits: what one request may ask for, so that none holds the machine for hours (checked before queueing,
     # core/checks.py; a request's override_settings cannot change them)
-    OptionSpec("limit_prompt_tokens", 1500, "Most tokens in one prompt (each scheduled text, styles applied)",
+    OptionSpec("limit_prompt_tokens", 1500, "Most tokens in one prompt",
                "limits", minimum=75, maximum=100000),
     OptionSpec("limit_image_pixels", 4096 * 4096,
-               "Most pixels in one picture (width x height, also after Hires. fix and Extras upscaling)", "limits",
+               "Most pixels in one picture (also after Hires. fix and upscaling)", "limits",
                minimum=64 * 64, maximum=1 << 31),
-    OptionSpec("limit_steps", 500, "Most sampling steps (also Hires steps)", "limits", minimum=1, maximum=10000),
-    OptionSpec("limit_images", 1000, "Most pictures in one request (batch size x batch count)", "limits",
+    OptionSpec("limit_steps", 500, "Most sampling steps", "limits", minimum=1, maximum=10000),
+    OptionSpec("limit_images", 1000, "Most pictures per request (batch size x batch count)", "limits",
                minimum=1, maximum=100000),
-    OptionSpec("limit_video_frames", 256, "Most frames in one video (for video generation, not in this version)",
+    OptionSpec("limit_video_frames", 256, "Most video frames (for video generation, not in this version)",
                "limits", minimum=1, maximum=100000),
 )
 

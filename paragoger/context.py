@@ -200,8 +200,11 @@ class AppContext:
 
     def token_count(self, prompt: str, steps: int = 20) -> tuple[int, int]:
         """What the prompt box counter shows: tokens of the longest scheduled text, and the chunk limit."""
+        from paragoger.core.checks import CHARACTERS_PER_TOKEN
         from paragoger.core.prompting import prepare_prompts
 
+        # a prompt too long for the limit is counted only as far as needed to show that (a 3 MB paste stays quick)
+        prompt = prompt[:self.settings["limit_prompt_tokens"] * CHARACTERS_PER_TOKEN + 1]
         prompts = prepare_prompts(prompt, "", steps=steps, comments=self.settings["enable_prompt_comments"])
         texts = [text for part in prompts.positives for _, text in part.schedule] or [""]
         return max(self._token_counts(texts))

@@ -139,3 +139,10 @@ def test_a_whole_float_is_taken_for_an_int_field_and_a_fraction_is_refused(app_c
     with pytest.raises(UserError) as err:
         app_context.check(GenerationRequest(**{**GOOD, "steps": 2.5}))
     assert err.value.key == "number_invalid" and "steps" in str(err.value)
+
+
+def test_the_prompt_counter_stays_quick_for_a_3_mb_paste_and_shows_it_is_over_the_limit(app_context):
+    started = time.monotonic()
+    tokens, _ = app_context.token_count("a red bicycle, " * 200_000)
+    assert time.monotonic() - started < 1.0
+    assert tokens > app_context.settings["limit_prompt_tokens"]

@@ -27,6 +27,8 @@ ENGLISH: dict[str, str] = {
     "batch_out_of_range": "Batch size must be 1 to {high_size} and batch count 1 to {high_count}.",
     "cfg_out_of_range": "CFG scale must be between 0 and 100 (got {cfg}).",
     "number_invalid": "'{field}' must be a finite number (got {value}).",
+    "number_not_whole": "'{field}' must be a whole number (got {value}).",
+    "number_out_of_range": "'{field}' must be between {low} and {high} (got {value}).",
     "limit_prompt_characters": "The {field} has {count} characters, more than {limit} tokens can take (setting "
                                "'{setting}' in Settings > Limits). Shorten it.",
     "limit_prompt_tokens": "The {field} is {count} tokens long; at most {limit} are allowed (setting '{setting}' "

@@ -37,6 +37,9 @@ def assert_refused_at_once_and_next_works(api, send, *, names: str):
     ("/txt2img", {**GOOD, "enable_hr": True, "hr_scale": float("nan")}, "hr_scale"),
     ("/img2img", {**GOOD, "denoising_strength": float("nan"), "init_images": []}, "denoising_strength"),
     ("/extra-single-image", {"upscaling_resize": float("inf"), "image": ""}, "upscaling_resize"),
+    ("/txt2img", {**GOOD, "script_args": [1, float("nan")]}, "script_args[1]"),
+    ("/txt2img", {**GOOD, "override_settings": {"some_key": float("inf")}}, "override_settings.some_key"),
+    ("/txt2img", {**GOOD, "unknown_field": float("nan")}, "unknown_field"),
     ("/options", {"jpeg_quality": float("nan")}, "jpeg_quality"),
     ("/options", {"jpeg_quality": float("inf")}, "jpeg_quality"),
     ("/options", {"default_cfg_scale": float("nan")}, "default_cfg_scale"),
@@ -138,7 +141,12 @@ def test_a_whole_float_is_taken_for_an_int_field_and_a_fraction_is_refused(app_c
     assert checked.steps == 3 and type(checked.steps) is int
     with pytest.raises(UserError) as err:
         app_context.check(GenerationRequest(**{**GOOD, "steps": 2.5}))
-    assert err.value.key == "number_invalid" and "steps" in str(err.value)
+    assert err.value.key == "number_not_whole" and "steps" in str(err.value)
+
+
+def test_a_seed_beyond_what_the_generators_take_is_refused_before_queueing(api):
+    response = api.post("/txt2img", json={**GOOD, "seed": 10 ** 30})
+    assert response.status_code == 400 and "seed" in response.json()["detail"]
 
 
 def test_the_prompt_counter_stays_quick_for_a_3_mb_paste_and_shows_it_is_over_the_limit(app_context):

@@ -484,8 +484,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_body(_request: Request, err: RequestValidationError):
         errors = [{key: value for key, value in error.items() if key in ("type", "loc", "msg", "input")}
                   for error in err.errors()]
-        reason = "; ".join(f"{'.'.join(str(part) for part in error['loc'] if part != 'body')}: {error['msg']}"
-                           for error in errors)
+        where = [".".join(str(part) for part in error["loc"] if part != "body") for error in errors]
+        reason = "; ".join(f"{place}: {error['msg']}" if place else error["msg"]
+                           for place, error in zip(where, errors))
         return JSONResponse(status_code=422, content=jsonable_encoder(
             {"error": "RequestValidationError", "detail": json_safe(errors), "reason": reason}))
 

@@ -17,6 +17,7 @@ Limits come from the app's settings, never from the request's ``override_setting
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import fields
 from typing import Callable
 
@@ -31,6 +32,7 @@ CHARACTERS_PER_TOKEN = 32
 # Prompt editing makes one text per switch: all of them together may be this many times the characters of one.
 MAX_SCHEDULED_TEXTS = 8
 
+SEED_RANGE = (-(2**63), 2**63 - 1)
 # Numeric fields of a GenerationRequest: name -> (int or float, None allowed)
 NUMBER_FIELDS: dict[str, tuple[type, bool]] = {
     f.name: (int if f.type.startswith("int") else float, f.type.endswith("| None"))
@@ -50,12 +52,18 @@ def checked_numbers(request: GenerationRequest) -> GenerationRequest:
         value = getattr(request, name)
         if value is None and optional:
             continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or kind is int and value != int(value):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
             raise UserError("number_invalid", field=name, value=value)
+        if kind is int and value != int(value):
+            raise UserError("number_not_whole", field=name, value=value)
         if type(value) is not kind:
             fixes[name] = kind(value)
-    return request.copy(**fixes) if fixes else request
+    request = request.copy(**fixes) if fixes else request
+    for name in ("seed", "subseed"):  # what torch's generators take, with room for the batch's following seeds
+        if not SEED_RANGE[0] <= getattr(request, name) <= SEED_RANGE[1]:
+            raise UserError("number_out_of_range", field=name, value=getattr(request, name), low=SEED_RANGE[0],
+                            high=SEED_RANGE[1])
+    return request
 
 
 class RequestCheck:

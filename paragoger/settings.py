@@ -117,7 +117,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "limits", minimum=75, maximum=100000),
     OptionSpec("limit_image_pixels", 4096 * 4096,
                "Most pixels in one picture (also after Hires. fix and upscaling)", "limits",
-               minimum=64 * 64, maximum=1 << 31),
+               minimum=64 * 64, maximum=64 * 1024 * 1024),  # 8192 x 8192: also the most one upscale pass makes
     OptionSpec("limit_steps", 500, "Most sampling steps", "limits", minimum=1, maximum=10000),
     OptionSpec("limit_images", 1000, "Most pictures per request (batch size x batch count)", "limits",
                minimum=1, maximum=100000),

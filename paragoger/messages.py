@@ -37,6 +37,8 @@ ENGLISH: dict[str, str] = {
                    "Limits).",
     "limit_images": "{count} pictures asked for (batch size x batch count); at most {limit} are allowed in one "
                     "request (setting '{setting}' in Settings > Limits).",
+    "limit_images_plan": "{script} would make {count} pictures; at most {limit} are allowed in one request "
+                         "(setting '{setting}' in Settings > Limits).",
     "limit_pixels": "A {width}x{height} picture is {pixels} pixels; at most {limit} are allowed (setting "
                     "'{setting}' in Settings > Limits).",
     "limit_pixels_hires": "The Hires. fix would make a {width}x{height} picture, {pixels} pixels; at most {limit} "

@@ -154,3 +154,15 @@ def test_the_prompt_counter_stays_quick_for_a_3_mb_paste_and_shows_it_is_over_th
     tokens, _ = app_context.token_count("a red bicycle, " * 200_000)
     assert time.monotonic() - started < 1.0
     assert tokens > app_context.settings["limit_prompt_tokens"]
+
+
+def test_a_scripts_whole_plan_counts_against_the_pictures_limit_before_the_first_picture(api, app_context):
+    api.post("/options", json={"limit_images": 5})
+    body = {**GOOD, "batch_size": 1, "script_name": "x/y/z plot",
+            "script_args": {"x_type": "Seed", "x_values": "1, 2, 3", "y_type": "Steps", "y_values": "1, 2"}}
+    response = api.post("/txt2img", json=body)
+    assert response.status_code == 400, response.text[:300]
+    assert "6 pictures" in response.json()["detail"] and "limit_images" in response.json()["detail"]
+    assert app_context.queue.finished()[-1].progress.step == 0  # nothing was sampled
+    body["script_args"]["y_values"] = "1"
+    assert api.post("/txt2img", json=body).status_code == 200  # 3 pictures

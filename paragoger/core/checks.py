@@ -97,13 +97,20 @@ class RequestCheck:
         for name in ("steps", "hr_second_pass_steps"):
             if getattr(request, name) > steps_limit and (name == "steps" or hires.wanted(request)):
                 raise self.refuse("limit_steps", "limit_steps", field=name, count=getattr(request, name))
-        if request.image_count > self.settings["limit_images"]:
-            raise self.refuse("limit_images", "limit_images", count=request.image_count)
+        self.check_image_count(request.image_count)
         self.check_pixels(request.width, request.height)
         if hires.wanted(request):
             size = hires.request_size(request)
             self.check_pixels(size.width, size.height, message_id="limit_pixels_hires")
         self.check_prompts(request)
+
+    def check_image_count(self, count: int, *, plan: str | None = None) -> None:
+        """UserError when ``count`` pictures are more than one request may make (setting limit_images); ``plan``
+        names a script whose generations together make them (X/Y/Z plot, Prompt matrix, ...)."""
+        if count > self.settings["limit_images"]:
+            if plan:
+                raise self.refuse("limit_images_plan", "limit_images", count=count, script=plan)
+            raise self.refuse("limit_images", "limit_images", count=count)
 
     def check_pixels(self, width: int, height: int, *, message_id: str = "limit_pixels", **params) -> None:
         """UserError when a ``width`` x ``height`` picture is over the "limit_image_pixels" setting (the

@@ -180,6 +180,14 @@ class Processing:
         else:
             request.validate()
 
+    def check_plan(self, what: str, pictures: int) -> None:
+        """Raise UserError when a script's whole plan, ``pictures`` in all (every generation's batch size x batch
+        count), is more than one request may make (setting limit_images); ``what`` names the script. Call it
+        before the first generation."""
+        engine = getattr(self._runtime, "engine", None)
+        if engine is not None:
+            engine.checks.check_image_count(pictures, plan=what)
+
     def save_grid(self, image, infotext: str | None = None) -> str | None:
         """Save a grid made by a script like the engine saves its batch grids (grids folder, the "grid_save"
         and format settings, and not when the request says ``save_images=False`` or ``do_not_save_grid``);

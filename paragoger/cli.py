@@ -33,6 +33,7 @@ class LaunchOptions:
     precision: str = "autocast"
     no_half: bool = False
     no_half_vae: bool = False
+    force_precision: bool = False
     medvram: bool = False
     lowvram: bool = False
     xformers: bool = False
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--precision", choices=["autocast", "full", "half", "bf16"], default="autocast")
     add("--no-half", action="store_true", help="keep the model in fp32 on the GPU")
     add("--no-half-vae", action="store_true", help="keep the VAE in fp32")
+    add("--force-precision", action="store_true",
+        help="use --precision bf16/half on a CPU even without native support (else fp32: emulated bf16/fp16 "
+             "is many times slower)")
     add("--medvram", action="store_true", help="move parts of the model to the CPU when idle")
     add("--lowvram", action="store_true", help="keep only the running part of the model on the GPU")
     add("--xformers", action="store_true", help="use xformers attention when it is installed and works")
@@ -133,7 +137,7 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         extensions_dirs=tuple(ns.extensions_dir), outputs_dir=ns.outdir, ckpt=ns.ckpt, device=ns.device,
         upscaler_dirs=tuple((kind, getattr(ns, f"{kind.lower()}_models_path")) for kind in UPSCALER_FOLDER_FLAGS
                             if getattr(ns, f"{kind.lower()}_models_path") is not None),
-        precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, medvram=ns.medvram,
+        precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, force_precision=ns.force_precision, medvram=ns.medvram,
         lowvram=ns.lowvram, xformers=ns.xformers, download_default=ns.download_default,
         create_test_model=ns.create_test_model, queue_size=ns.queue_size,
         cors_allow_origins=tuple(o.strip() for o in (ns.cors_allow_origins or "").split(",") if o.strip()),

@@ -14,13 +14,15 @@ from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
 from paragoger.core.batch import run_batch
+from paragoger.core.checks import RequestCheck
 from paragoger.devices import DeviceConfig, choose_device, configure_allocator
-from paragoger.core.engine import Engine
+from paragoger.core.engine import CHECKPOINT_NOTICE, Engine
 from paragoger.core.extras import extras_output_dir, run_extras
 from paragoger.core.jobs import Job, JobHandlers, JobQueue
 from paragoger.core.payloads import CaptionJob, ExtrasJob, GenerationJob, Img2ImgBatchJob, ModelSwitch, WorkerCall
 from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
+from paragoger.ext.scripts import resolve_script_request
 from paragoger.ext.services import AppServices
 from paragoger.imaging.transport import encode_png_base64
 from paragoger.lifecycle import ServerControl
@@ -31,6 +33,7 @@ from paragoger.model_manager.library import ModelLibrary
 from paragoger.model_manager.lora import LoraLibrary
 from paragoger.model_manager.loader import load_checkpoint
 from paragoger.model_manager.memory import ModelManager, configured_budgets
+from paragoger.notices import Notices
 from paragoger.paths import Paths
 from paragoger.prompts import StyleStore
 from paragoger.samplers import default_sampler_registry
@@ -50,8 +53,12 @@ class AppContext:
             upscaler_dirs=dict(options.upscaler_dirs))
         self.paths.ensure()
         self.settings = Settings.load(self.paths.config_file)
+        self.notices = Notices()  # shown on the page's model status line and in /memory; logged when given
         self.device = device or choose_device(options.device, precision=options.precision,
-                                              no_half=options.no_half, no_half_vae=options.no_half_vae)
+                                              no_half=options.no_half, no_half_vae=options.no_half_vae,
+                                              force_precision=options.force_precision)
+        if self.device.refused_precision:
+            self.notices.give("precision", "cpu_precision_fallback", precision=self.device.refused_precision)
         self.library = ModelLibrary(self.paths)
         # One model manager for every kind of model: what is loaded where, within the memory budgets.
         self.models = ModelManager(self.device.device, budgets=lambda ram, vram: configured_budgets(
@@ -72,10 +79,15 @@ class AppContext:
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
         self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device,
                                                 self.models)
+        # The one check every generation request passes before it is queued (page, API, extensions) and again
+        # before it starts (core/checks.py); scripts are attached once extensions are loaded.
+        self.checks = RequestCheck(settings=self.settings, paths=self.paths, samplers=self.samplers,
+                                   upscalers=self.upscalers, styles=self.styles, library=self.library,
+                                   count_tokens=self.token_counts)
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,
-                             upscalers=self.upscalers)
+                             upscalers=self.upscalers, checks=self.checks, notices=self.notices)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
@@ -86,6 +98,7 @@ class AppContext:
                                            services=AppServices(self))
         self.extensions.load_all()
         self.scripts = self.extensions.scripts
+        self.checks.resolve_scripts = lambda request: resolve_script_request(self.scripts, request)
         self.extensions.engine = self.engine
         self.engine.extension_runner = self.extensions.generation
         # The worker runs each job by its payload's type (paragoger/core/payloads.py): a new kind is one line here.
@@ -119,7 +132,7 @@ class AppContext:
             print(messages.render("no_checkpoint", folder=self.paths.default_checkpoint_dir()), flush=True)
             return
         try:
-            self.select_checkpoint(self.options.ckpt or self.settings["sd_model_checkpoint"] or None)
+            self.select_checkpoint(self.options.ckpt or None)  # None: the saved choice, else the first found
         except UserError as err:
             print(f"{err}", flush=True)
 
@@ -132,7 +145,10 @@ class AppContext:
 
     def _switch_model(self, payload: ModelSwitch, job: Job):
         components = self.engine.load_model(payload.checkpoint, payload.vae, self.settings)
-        self.settings.update({"sd_model_checkpoint": components.info.title})
+        if payload.checkpoint or not self.settings["sd_model_checkpoint"]:
+            # a checkpoint loaded instead of a missing chosen one leaves the choice saved (Engine.load_model)
+            self.settings.update({"sd_model_checkpoint": components.info.title})
+            self.notices.withdraw(CHECKPOINT_NOTICE)
         self.extensions.notify_model(components)
         # The checkpoint's description, never its modules: finished jobs are kept for GET /jobs/{id}, and a
         # job holding the modules kept every switched-away model in memory (issue 10).
@@ -177,32 +193,52 @@ class AppContext:
             raise UserError("caption_image_missing")
         return self.run_and_wait(CaptionJob(captioner, image))
 
+    def check(self, request):
+        """The one check of a generation request before it is queued (core/checks.py): the request to queue, or
+        UserError with the reason."""
+        return self.checks.check(request)
+
+    def check_extras(self, request):
+        """An ExtrasRequest checked (unknown upscaler, absurd scale, a picture over the pixel limit -> UserError
+        now), carrying the pixel limit for pictures read later (batch from a folder)."""
+        return request.validate(self.upscalers, check_pixels=self.checks.check_pixels)
+
     def submit_extras(self, request) -> Job:
-        """Check an ExtrasRequest (unknown upscaler, absurd scale -> UserError now) and queue it."""
-        return self.queue.submit(ExtrasJob(request.validate(self.upscalers)))
+        """Check an ExtrasRequest and queue it."""
+        return self.queue.submit(ExtrasJob(self.check_extras(request)))
 
     def run_extras(self, request):
         """Upscale through the queue and wait: the ExtrasResult, or the job's error raised."""
-        return self.run_and_wait(ExtrasJob(request.validate(self.upscalers)))
+        return self.run_and_wait(ExtrasJob(self.check_extras(request)))
 
     def token_count(self, prompt: str, steps: int = 20) -> tuple[int, int]:
         """What the prompt box counter shows: tokens of the longest scheduled text, and the chunk limit."""
-        from paragoger.core.conditioning import PromptEncoder, plain_token_count
+        from paragoger.core.checks import CHARACTERS_PER_TOKEN
         from paragoger.core.prompting import prepare_prompts
 
+        # a prompt too long for the limit is counted only as far as needed to show that (a 3 MB paste stays quick)
+        prompt = prompt[:self.settings["limit_prompt_tokens"] * CHARACTERS_PER_TOKEN + 1]
         prompts = prepare_prompts(prompt, "", steps=steps, comments=self.settings["enable_prompt_comments"])
         texts = [text for part in prompts.positives for _, text in part.schedule] or [""]
+        return max(self._token_counts(texts))
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the loaded model's encoder counts them (its embeddings too); a plain CLIP
+        tokenizer (the same vocabulary) before any model is loaded."""
+        return [tokens for tokens, _ in self._token_counts(texts)]
+
+    def _token_counts(self, texts: list[str]) -> list[tuple[int, int]]:
+        from paragoger.core.conditioning import PromptEncoder, plain_token_count
+
         current = self.cache.current
         if current is None:
             if self._counter_tokenizer is None:
                 from paragoger.model_manager.configs import clip_tokenizer
 
                 self._counter_tokenizer = clip_tokenizer()
-            counts = [plain_token_count(text, self._counter_tokenizer) for text in texts]
-        else:
-            encoder = PromptEncoder(current, embeddings=self.embeddings.for_components(current))
-            counts = [encoder.token_count(text) for text in texts]
-        return max(counts)
+            return [plain_token_count(text, self._counter_tokenizer) for text in texts]
+        encoder = PromptEncoder(current, embeddings=self.embeddings.for_components(current))
+        return [encoder.token_count(text) for text in texts]
 
     def folders_from_page(self, **folders) -> dict:
         """Folders typed into the page's batch tabs. On this machine only they are taken as typed; while the
@@ -263,7 +299,7 @@ class AppContext:
             if vae is not None:
                 self.library.find_vae(vae)  # unknown VAE -> 4xx before anything changes
                 self.settings.update({"sd_vae": vae})
-            self.select_checkpoint(checkpoint or self.settings["sd_model_checkpoint"] or None, vae)
+            self.select_checkpoint(checkpoint or None, vae)  # None: the saved choice
         self.cache.limit = self.settings["sd_checkpoints_limit"]
         self.models.fit()  # a lower budget or limit applies now, not at the next load
 
@@ -302,6 +338,9 @@ class AppContext:
                                   **self.models.report()}
         for row in report["models"]:
             row["title"] = row["name"]  # the field this route had before it listed every kind
+        report["device"] = {"device": str(self.device.device), "dtype": str(self.device.dtype).removeprefix("torch."),
+                            "refused_precision": self.device.refused_precision}
+        report["notices"] = self.notices.texts()
         import torch
 
         if torch.cuda.is_available():

@@ -13,6 +13,7 @@ class DeviceConfig:
     device: torch.device
     dtype: torch.dtype        # UNet and text encoders
     vae_dtype: torch.dtype
+    refused_precision: str | None = None   # "bf16"/"half" asked for on a CPU without native support: fp32 used
 
     @property
     def label(self) -> str:
@@ -20,8 +21,10 @@ class DeviceConfig:
 
 
 def choose_device(requested: str | None = None, *, precision: str = "autocast", no_half: bool = False,
-                  no_half_vae: bool = False) -> DeviceConfig:
-    """CUDA when present (fp16, or bf16 with --precision bf16), then Apple MPS (fp16), else the CPU in fp32."""
+                  no_half_vae: bool = False, force_precision: bool = False,
+                  cpu_flags: set[str] | None = None) -> DeviceConfig:
+    """CUDA when present (fp16, or bf16 with --precision bf16), then Apple MPS (fp16), else the CPU in fp32 (bf16 or
+    fp16 only where the CPU computes them natively, or when ``force_precision``; see ``cpu_dtype``)."""
     if requested:
         device = torch.device(requested)
     elif torch.cuda.is_available():
@@ -30,9 +33,11 @@ def choose_device(requested: str | None = None, *, precision: str = "autocast", 
         device = torch.device("mps")
     else:
         device = torch.device("cpu")
+    refused = None
     if device.type == "cpu":
-        # Half precision on the CPU is slow or unsupported for many ops; bf16 only when asked for.
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        flags = read_cpu_flags() if cpu_flags is None else cpu_flags
+        dtype, refused = cpu_dtype(precision, native_cpu_precisions(flags, torch.backends.cpu.get_cpu_capability()),
+                                   force=force_precision)
     elif no_half or precision == "full":
         dtype = torch.float32
     elif precision == "bf16":
@@ -40,7 +45,50 @@ def choose_device(requested: str | None = None, *, precision: str = "autocast", 
     else:
         dtype = torch.float16
     vae_dtype = torch.float32 if no_half_vae or device.type == "cpu" and dtype != torch.bfloat16 else dtype
-    return DeviceConfig(device=device, dtype=dtype, vae_dtype=vae_dtype)
+    return DeviceConfig(device=device, dtype=dtype, vae_dtype=vae_dtype, refused_precision=refused)
+
+
+# /proc/cpuinfo flags that mean the CPU computes bf16 / fp16 itself (x86: AVX-512 BF16/FP16, AMX; Arm: BF16, FP16).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+NATIVE_FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16", "fphp", "asimdhp"})
+
+
+def read_cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux: "flags" on x86, "Features" on Arm); None elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        return None
+    return set()
+
+
+def native_cpu_precisions(flags: set[str] | None, capability: str = "") -> set[str]:
+    """Which of "bf16" and "half" the CPU computes natively. With no flags to read (not Linux), torch's CPU
+    capability decides: "AVX2"/"DEFAULT" CPUs have neither; others cannot be told apart and are trusted."""
+    if flags is None:
+        return set() if capability.upper() in ("AVX2", "DEFAULT", "NO AVX") else {"bf16", "half"}
+    native = set()
+    if flags & NATIVE_BF16_FLAGS:
+        native.add("bf16")
+    if flags & NATIVE_FP16_FLAGS:
+        native.add("half")
+    return native
+
+
+def cpu_dtype(precision: str, native: set[str], *, force: bool = False) -> tuple[torch.dtype, str | None]:
+    """(dtype, the precision refused or None) on the CPU. "bf16" and "half" run in that precision when the CPU
+    computes it natively or ``force`` insists; elsewhere they are emulated (one 512x512 picture of 3 steps took more
+    than 10 minutes on an AVX2 CPU, issue 10), so fp32 is used and the refused precision returned."""
+    wanted = {"bf16": torch.bfloat16, "half": torch.float16}.get(precision)
+    if wanted is None:
+        return torch.float32, None
+    if precision in native or force:
+        return wanted, None
+    return torch.float32, precision
 
 
 def is_out_of_memory(err: BaseException) -> bool:

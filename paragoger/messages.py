@@ -26,6 +26,30 @@ ENGLISH: dict[str, str] = {
     "steps_out_of_range": "Steps must be between 1 and {high} (got {steps}).",
     "batch_out_of_range": "Batch size must be 1 to {high_size} and batch count 1 to {high_count}.",
     "cfg_out_of_range": "CFG scale must be between 0 and 100 (got {cfg}).",
+    "number_invalid": "'{field}' must be a finite number (got {value}).",
+    "number_not_whole": "'{field}' must be a whole number (got {value}).",
+    "number_out_of_range": "'{field}' must be between {low} and {high} (got {value}).",
+    "limit_prompt_characters": "The {field} has {count} characters, more than {limit} tokens can take (setting "
+                               "'{setting}' in Settings > Limits). Shorten it.",
+    "limit_prompt_tokens": "The {field} is {count} tokens long; at most {limit} are allowed (setting '{setting}' "
+                           "in Settings > Limits).",
+    "limit_steps": "{field} asks for {count} steps; at most {limit} are allowed (setting '{setting}' in Settings > "
+                   "Limits).",
+    "limit_images": "{count} pictures asked for (batch size x batch count); at most {limit} are allowed in one "
+                    "request (setting '{setting}' in Settings > Limits).",
+    "limit_images_plan": "{script} would make {count} pictures; at most {limit} are allowed in one request "
+                         "(setting '{setting}' in Settings > Limits).",
+    "limit_pixels": "A {width}x{height} picture is {pixels} pixels; at most {limit} are allowed (setting "
+                    "'{setting}' in Settings > Limits).",
+    "limit_pixels_hires": "The Hires. fix would make a {width}x{height} picture, {pixels} pixels; at most {limit} "
+                          "are allowed (setting '{setting}' in Settings > Limits).",
+    "limit_pixels_upscale": "Upscaling {in_width}x{in_height} would make a {width}x{height} picture, {pixels} "
+                            "pixels; at most {limit} are allowed (setting '{setting}' in Settings > Limits).",
+    "cpu_precision_fallback": "--precision {precision} was asked for, but this CPU does not compute {precision} "
+                              "natively, so it would be many times slower: the models run in fp32 instead. Start "
+                              "with --force-precision to use {precision} anyway.",
+    "checkpoint_fallback": "The chosen checkpoint '{saved}' is not in the model folders; '{loaded}' is used "
+                           "instead. Your choice is kept and used again once the file is back (press refresh).",
     "unknown_sampler": "Unknown sampler '{name}'. Known samplers: {known}.",
     "unknown_schedule": "Unknown schedule type '{name}'. Known schedule types: {known}.",
     "extension_tab_failed": "The tab of extension '{name}' could not be built: {reason}. The extension was "

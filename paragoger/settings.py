@@ -6,6 +6,7 @@ Requests never change the shared Settings: ``with_overrides`` gives a copy for o
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -35,12 +36,14 @@ class OptionSpec:
                     raise ValueError("expected true or false")
                 value = value.lower() in ("true", "1")
             elif kind in (int, float) and not isinstance(value, bool):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError("expected a finite number")
                 value = kind(value)
             elif kind is str:
                 value = "" if value is None else str(value)
             elif not isinstance(value, kind):
                 raise ValueError(f"expected {kind.__name__}")
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise UserError("bad_option_value", key=self.key, value=value, reason=str(err)) from None
         if self.choices is not None and value not in self.choices:
             raise UserError("bad_option_value", key=self.key, value=value,
@@ -114,6 +117,18 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                minimum=0, maximum=512),
     OptionSpec("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers, pixels", "upscaling",
                minimum=0, maximum=48),
+    # Limits: what one request may ask for, so that none holds the machine for hours (checked before queueing,
+    # core/checks.py; a request's override_settings cannot change them)
+    OptionSpec("limit_prompt_tokens", 1500, "Most tokens in one prompt",
+               "limits", minimum=75, maximum=100000),
+    OptionSpec("limit_image_pixels", 4096 * 4096,
+               "Most pixels in one picture (also after Hires. fix and upscaling)", "limits",
+               minimum=64 * 64, maximum=64 * 1024 * 1024),  # 8192 x 8192: also the most one upscale pass makes
+    OptionSpec("limit_steps", 500, "Most sampling steps", "limits", minimum=1, maximum=10000),
+    OptionSpec("limit_images", 1000, "Most pictures per request (batch size x batch count)", "limits",
+               minimum=1, maximum=100000),
+    OptionSpec("limit_video_frames", 256, "Most video frames (for video generation, not in this version)",
+               "limits", minimum=1, maximum=100000),
 )
 
 SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
@@ -121,7 +136,7 @@ SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
 # How the Settings tab titles the sections above (an extension's section is titled with its own name).
 SECTION_TITLES = {"sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
                   "previews": "Live previews", "ui": "User interface", "upscaling": "Upscaling",
-                  "interrogate": "Interrogate", "memory": "Memory"}
+                  "interrogate": "Interrogate", "memory": "Memory", "limits": "Limits"}
 
 
 class Settings:

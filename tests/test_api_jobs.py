@@ -97,12 +97,18 @@ def test_unknown_job_is_404_and_a_failed_job_reports_its_reason(api, app_context
     # refused before queueing: the async request itself answers 400
     response = api.post("/txt2img", json={**BODY, "width": 65, "async": True})
     assert response.status_code == 400 and "multiples of 8" in response.text
-    # fails while running (unknown checkpoint in override_settings): the job reports why
+    # an unknown checkpoint in override_settings is refused before queueing too (the one check, core/checks.py)
     response = api.post("/txt2img", json={**BODY, "async": True,
                                           "override_settings": {"sd_model_checkpoint": "no-such-model"}})
+    assert response.status_code == 404 and "no-such-model" in response.text
+    # fails while running (a checkpoint file that cannot be read): the job reports why
+    (app_context.paths.default_checkpoint_dir() / "broken.safetensors").write_bytes(b"not a model at all")
+    app_context.library.refresh()
+    response = api.post("/txt2img", json={**BODY, "async": True,
+                                          "override_settings": {"sd_model_checkpoint": "broken.safetensors"}})
     report = wait_state(api, response.json()["job_id"], {"failed", "done"})
-    assert report["state"] == "failed" and report["error"]["status"] == 404
-    assert "no-such-model" in report["error"]["detail"]
+    assert report["state"] == "failed" and report["error"]["status"] == 400
+    assert "broken.safetensors" in report["error"]["detail"]
 
 
 def test_async_img2img(api):

@@ -4,10 +4,13 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import math
 import time
 from typing import Any, Callable
 
 from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
@@ -22,7 +25,6 @@ from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
 from paragoger.ext.install import check_access
-from paragoger.ext.scripts import resolve_script_request
 from paragoger.imaging.infotext import parse_infotext
 from paragoger.imaging.metadata import read_metadata
 from paragoger.imaging.transport import decode_image_base64, encode_png_base64
@@ -176,25 +178,14 @@ def png_info(image_b64: str) -> dict[str, Any]:
 def build_router(context) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1")
 
-    def check(request: GenerationRequest) -> GenerationRequest:
-        """What can be refused before queueing: 4xx at once, never a job that fails later."""
-        request.validate()
-        context.paths.check_output_settings(request.override_settings)  # 400 before queueing
-        unknown_styles = [name for name in request.styles if name not in context.styles]
-        if unknown_styles:
-            raise UserError("unknown_style", name=", ".join(unknown_styles))
-        context.samplers.resolve(request.sampler_name, request.scheduler)
-        hires.check(request, context.samplers, context.upscalers)
-        resolve_script_request(context.scripts, request)  # unknown script or argument: 400 now
-        return request
-
     async def generation(http_request: Request, body, build: Callable, respond: Callable[[Any], dict]):
         """Queue a generation. Synchronous (A1111): wait and answer the images. ``"async": true``: answer 202
         with the job id at once; GET /jobs/{id} gives the same body later.
 
         A client that goes away before its job starts has it removed from the queue; a job already running
         finishes (its pictures are saved when asked), and the worker goes on with the next."""
-        request = await run_in_threadpool(lambda: check(build(body)))
+        # the one check before queueing (core/checks.py): 4xx at once, never a job that fails later
+        request = await run_in_threadpool(lambda: context.check(build(body)))
         job = context.queue.submit(GenerationJob(request), meta={"respond": respond})
         if wants_async(body):
             return JSONResponse(status_code=202, content=job_brief(job))
@@ -479,8 +470,31 @@ def build_router(context) -> APIRouter:
     return router
 
 
+def json_safe(value):
+    """``value`` with NaN and Infinity written as text (JSON has no such numbers; a response holding one failed
+    with 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """UserError -> 4xx with the sentence; anything else -> 500 with the type, and the app keeps running."""
+    """UserError -> 4xx with the sentence; a body that does not fit the schema -> 422 naming the fields; anything
+    else -> 500 with the type, and the app keeps running."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_request: Request, err: RequestValidationError):
+        errors = [{key: value for key, value in error.items() if key in ("type", "loc", "msg", "input")}
+                  for error in err.errors()]
+        where = [".".join(str(part) for part in error["loc"] if part != "body") for error in errors]
+        reason = "; ".join(f"{place}: {error['msg']}" if place else error["msg"]
+                           for place, error in zip(where, errors))
+        return JSONResponse(status_code=422, content=jsonable_encoder(
+            {"error": "RequestValidationError", "detail": json_safe(errors), "reason": reason}))
 
     @app.exception_handler(UserError)
     async def user_error(_request: Request, err: UserError):

@@ -1,13 +1,44 @@
-"""Request and response bodies of the A1111-compatible API. Unknown request fields are accepted and ignored."""
+"""Request and response bodies of the A1111-compatible API. Unknown request fields are accepted and ignored; a
+number that is NaN or Infinity (Python's json writes them, many clients send them) is refused with the field's
+name (422), like any other wrong value."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class Txt2ImgBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def non_finite_path(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value a NaN or Infinity is ("script_args[2]", "override_settings.cfg"); None when nowhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "body"
+    items = (value.items() if isinstance(value, dict) else
+             ((f"[{i}]", item) for i, item in enumerate(value)) if isinstance(value, list) else ())
+    for key, item in items:
+        found = non_finite_path(item, f"{path}{key}" if str(key).startswith("[") else
+                                f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A request body: unknown fields allowed, and no NaN or Infinity anywhere (also in script arguments,
+    override_settings and unknown fields, which are echoed back in ``parameters``)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data: Any) -> Any:
+        found = non_finite_path(data)
+        if found:
+            raise ValueError(f"{found} must be a finite number (not NaN or Infinity)")
+        return data
+
+
+class Txt2ImgBody(RequestBody):
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -97,15 +128,11 @@ class Img2ImgBody(Txt2ImgBody):
     depth_map: str | None = None             # beyond A1111: a depth picture for SD 2 depth checkpoints
 
 
-class PngInfoBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class PngInfoBody(RequestBody):
     image: str = ""
 
 
-class InterrogateBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class InterrogateBody(RequestBody):
     image: str = ""         # base64 or data URL
     model: str = "clip"     # a captioner name: "clip", "deepdanbooru", or one an extension registered
 
@@ -114,10 +141,8 @@ class InterrogateResponse(BaseModel):
     caption: str
 
 
-class ExtrasBody(BaseModel):
+class ExtrasBody(RequestBody):
     """A1111's postprocessing fields (extra-single-image and extra-batch-images share them)."""
-
-    model_config = ConfigDict(extra="allow")
 
     resize_mode: int = 0                   # 0 scale by upscaling_resize, 1 scale to upscaling_resize_w x _h
     show_extras_results: bool = True

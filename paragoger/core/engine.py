@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from paragoger.core import hires, img2img
+from paragoger.core.checks import RequestCheck
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
 from paragoger.core.depth import depth_conditioning
@@ -31,12 +32,16 @@ from paragoger.imaging import grid as grids
 from paragoger.imaging import infotext as infotexts
 from paragoger.imaging import preview as previews
 from paragoger.imaging import saving
-from paragoger.errors import UserError
+from paragoger.errors import NotFoundError, UserError
 from paragoger.model_manager.components import Components
 from paragoger.model_manager.embeddings import ti_hashes_field
 from paragoger.model_manager.lora import lora_hashes_field
 from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
+from paragoger.notices import Notices
 from paragoger.upscale import UpscalerRegistry
+
+
+CHECKPOINT_NOTICE = "checkpoint"  # the Notices key of "the chosen checkpoint is missing, another is used"
 
 
 class GenerationHooks:
@@ -84,9 +89,14 @@ class _Batch:
 
 class Engine:
     def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None,
-                 depth_estimators=None, upscalers=None):
+                 depth_estimators=None, upscalers=None, checks: RequestCheck | None = None,
+                 notices: Notices | None = None):
         self.library = library
         self.upscalers = upscalers if upscalers is not None else UpscalerRegistry()  # the hires fix's pictures
+        # the check every request passed before it was queued, run again before it starts (scripts change requests)
+        self.checks = checks or RequestCheck(settings=settings, paths=paths, samplers=samplers,
+                                             upscalers=self.upscalers, styles=styles, library=library)
+        self.notices = notices or Notices()
         self.depth_estimators = depth_estimators  # for depth checkpoints (model_manager.depth.DepthEstimators)
         self.loras = loras
         self.embeddings = embeddings
@@ -100,12 +110,33 @@ class Engine:
 
     # 1. Model -------------------------------------------------------------------------------------------------
     def load_model(self, checkpoint: str | None, vae: str | None, settings) -> Components:
-        current = self.cache.current
-        wanted = checkpoint or settings["sd_model_checkpoint"] or (current.info.title if current else None)
-        info = self.library.find_checkpoint(wanted)
+        info = self.checkpoint_to_load(checkpoint, settings)
         vae_setting = vae if vae is not None else settings["sd_vae"]
         vae_path = self.library.find_vae(vae_setting)
         return self.cache.get(info, vae_path, vae_beside=vae_setting != "None")
+
+    def checkpoint_to_load(self, checkpoint: str | None, settings):
+        """The checkpoint a request asks for; without one, the chosen one (setting sd_model_checkpoint), else the
+        loaded one, else the first found. A chosen checkpoint that is no longer in the model folders is not an
+        error (A1111 loads the first it finds): the loaded or first one is used, a notice says so, and the choice
+        stays saved, to be used again once the file is back."""
+        current = self.cache.current
+        if checkpoint:
+            return self.library.find_checkpoint(checkpoint)
+        chosen = settings["sd_model_checkpoint"]
+        if chosen:
+            try:
+                info = self.library.find_checkpoint(chosen)
+            except NotFoundError as err:
+                if err.key != "checkpoint_not_found":
+                    raise
+            else:
+                self.notices.withdraw(CHECKPOINT_NOTICE)
+                return info
+        info = self.library.find_checkpoint(current.info.title if current else None)
+        if chosen:
+            self.notices.give(CHECKPOINT_NOTICE, "checkpoint_fallback", saved=chosen, loaded=info.title)
+        return info
 
     # The whole generation ---------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
@@ -119,8 +150,7 @@ class Engine:
         return result
 
     def _generate(self, request: GenerationRequest, job: Job, run: GenerationHooks) -> GenerationResult:
-        request.validate()
-        self.paths.check_output_settings(request.override_settings)  # a request never writes outside outputs/
+        request = self.checks.check(request)
         settings = self.settings.with_overrides(request.override_settings)
         sampler, schedule = self.samplers.resolve(request.sampler_name, request.scheduler)
         job.progress.textinfo = "loading"

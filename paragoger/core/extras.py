@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -52,9 +53,15 @@ class ExtrasRequest:
     codeformer_visibility: float = 0.0
     codeformer_weight: float = 0.0
     upscale_first: bool = False             # only matters with face restoration
+    # (width, height, in_width=, in_height=, message_id=) -> None or UserError: the app's pixel limit (setting
+    # limit_image_pixels, core.checks.RequestCheck.check_pixels), for the pictures given and those read later
+    check_pixels: Callable | None = None
 
-    def validate(self, upscalers) -> "ExtrasRequest":
-        """Everything that can be refused before queueing: unknown upscaler, absurd scale or size, no picture."""
+    def validate(self, upscalers, check_pixels: Callable | None = None) -> "ExtrasRequest":
+        """Everything that can be refused before queueing: unknown upscaler, absurd scale or size, no picture, an
+        upscaled picture over the pixel limit (``check_pixels``, kept for pictures read from a folder later)."""
+        if check_pixels is not None:
+            self.check_pixels = check_pixels
         if not self.images and self.input_dir is None:
             raise UserError("extras_no_image")
         if self.resize_mode not in (RESIZE_BY, RESIZE_TO):
@@ -97,6 +104,8 @@ def plan_size(request: ExtrasRequest, size: tuple[int, int], upscaler_name: str)
         scale = float(request.upscaling_resize)
         final = None
     enlarged = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if request.check_pixels is not None:
+        request.check_pixels(*enlarged, message_id="limit_pixels_upscale", in_width=width, in_height=height)
     if enlarged[0] * enlarged[1] > MAX_OUTPUT_PIXELS:
         raise UserError("upscale_too_large", name=upscaler_name, width=width, height=height,
                         out_width=enlarged[0], out_height=enlarged[1], limit=MAX_OUTPUT_PIXELS)

@@ -8,7 +8,7 @@ from paragoger.core import hires
 from paragoger.errors import UserError
 
 MIN_SIZE, MAX_SIZE = 64, 4096
-MAX_STEPS = 500
+MAX_STEPS = 10000  # the most the setting limit_steps allows (default 500): the check refuses more (core/checks.py)
 MAX_BATCH_SIZE, MAX_BATCH_COUNT = 16, 1000
 
 

@@ -174,21 +174,19 @@ class Processing:
         the other limits, an unknown sampler or schedule type, checkpoint or VAE. Generates nothing; for scripts
         that check every planned generation before starting the first."""
         request = (request or self.request).copy(**changes)
-        request.validate()
-        samplers = getattr(self._runtime, "samplers", None)
-        if samplers is not None:
-            samplers.resolve(request.sampler_name, request.scheduler)
-        upscalers = getattr(self._runtime, "upscalers", None)
-        if samplers is not None and upscalers is not None:
-            from paragoger.core.hires import check as check_hires
+        engine = getattr(self._runtime, "engine", None)
+        if engine is not None:
+            engine.checks.check(request)  # the app's one check (the page's, the API's, the engine's)
+        else:
+            request.validate()
 
-            check_hires(request, samplers, upscalers)  # the Hires. fix's upscaler, sampler and schedule type
-        library = getattr(self._runtime, "library", None)
-        if library is not None:
-            if request.checkpoint:
-                library.find_checkpoint(request.checkpoint)
-            if request.vae:
-                library.find_vae(request.vae)
+    def check_plan(self, what: str, pictures: int) -> None:
+        """Raise UserError when a script's whole plan, ``pictures`` in all (every generation's batch size x batch
+        count), is more than one request may make (setting limit_images); ``what`` names the script. Call it
+        before the first generation."""
+        engine = getattr(self._runtime, "engine", None)
+        if engine is not None:
+            engine.checks.check_image_count(pictures, plan=what)
 
     def save_grid(self, image, infotext: str | None = None) -> str | None:
         """Save a grid made by a script like the engine saves its batch grids (grids folder, the "grid_save"

@@ -20,8 +20,7 @@ class AppServices:
         from paragoger.core.payloads import GenerationJob
         from paragoger.core.request import GenerationRequest
 
-        request = GenerationRequest(**fields)
-        request.validate()
+        request = self._context.check(GenerationRequest(**fields))  # the page's and the API's check
         return self._context.run_and_wait(GenerationJob(request))
 
     def upscale(self, image, scale: float, upscaler: str = "Lanczos"):

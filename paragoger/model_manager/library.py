@@ -48,16 +48,22 @@ class ModelLibrary:
 
         Raises NotFoundError("no_checkpoint") when there are none, ("checkpoint_not_found") for unknown names.
         """
+        found = self.lookup_checkpoint(query)
+        hashed = scanner.with_hash(found, self.hash_cache)
+        with self._lock:
+            self._checkpoints = [hashed if c.path == found.path else c for c in self._checkpoints]
+        return hashed
+
+    def lookup_checkpoint(self, query: str | None) -> CheckpointInfo:
+        """The checkpoint ``query`` names, without hashing it (cheap: for checks before queueing); the same
+        NotFoundErrors as ``find_checkpoint``."""
         checkpoints = self.checkpoints()
         if not checkpoints:
             raise NotFoundError("no_checkpoint", folder=str(self.paths.default_checkpoint_dir()))
         found = checkpoints[0] if not query else scanner.find_checkpoint(checkpoints, query)
         if found is None:
             raise NotFoundError("checkpoint_not_found", name=query)
-        hashed = scanner.with_hash(found, self.hash_cache)
-        with self._lock:
-            self._checkpoints = [hashed if c.path == found.path else c for c in self._checkpoints]
-        return hashed
+        return found
 
     def find_vae(self, name: str | None) -> Path | None:
         """The VAE file the setting ``name`` selects; None for "Automatic"/"None"/empty (the loader then uses

@@ -28,6 +28,7 @@ class Loopback(api.Script):
             raise api.ScriptError(f"Loopback: loops must be 1 to 1000, not {loops}.")
         factor = float(args.get("denoising_strength_change_factor") or 1)
         p.check()
+        p.check_plan(self.title, loops)
         seed = p.request.seed if p.request.seed not in (None, -1) else random.randrange(0, 4294967295)
         strength = p.request.denoising_strength
         init = list(p.request.init_images)

@@ -61,6 +61,7 @@ class PromptMatrix(api.Script):
         seed = p.request.seed if p.request.seed not in (None, -1) else random.randrange(0, 4294967295)
         for prompt in prompts[:1]:
             p.check(**{field: prompt})
+        p.check_plan(self.title, len(prompts) * p.request.image_count)
         results = []
         for index, prompt in enumerate(prompts):
             if p.interrupted:

@@ -129,6 +129,10 @@ class PromptsFromFile(api.Script):
             except api.UserError as err:
                 raise api.ScriptError(f"Prompts from file, prompt {number + 1}: {err}") from None
             planned.append(changes)
+        request = p.request
+        pictures = sum(changes.get("batch_size", request.batch_size) * changes.get("n_iter", request.n_iter)
+                       for changes in planned)
+        p.check_plan(self.title, pictures)  # the whole plan against the limit
         results = []
         for number, changes in enumerate(planned):
             if p.interrupted:

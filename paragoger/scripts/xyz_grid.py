@@ -447,6 +447,10 @@ class XYZPlot(api.Script):
             except api.UserError as err:
                 where = ", ".join(label for label in (xs.labels[ix], ys.labels[iy], zs.labels[iz]) if label)
                 raise api.ScriptError(f"X/Y/Z plot cell ({where}): {err}") from None
+        request = p.request
+        pictures = sum(changes.get("batch_size", request.batch_size) * changes.get("n_iter", request.n_iter)
+                       for _, _, _, changes in cells)
+        p.check_plan(self.title, pictures)  # the whole plan against the limit
         return axes, cells
 
     def run(self, p, args):

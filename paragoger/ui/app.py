@@ -1,6 +1,7 @@
 """The page: a top bar (checkpoint and VAE), one tab per task, and a Settings tab. Widgets and calls only."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import gradio as gr
@@ -31,11 +32,13 @@ def _selected_checkpoint(context) -> str | None:
     return wanted if wanted in choices else (choices[0] if choices else None)
 
 
-def _no_checkpoint_html(context) -> str:
-    if _checkpoint_choices(context):
-        return ""
-    text = context.text("no_checkpoint", folder=context.paths.default_checkpoint_dir())
-    return f'<div class="paragoger-notice">{text}</div>'
+def _status_html(context) -> str:
+    """The model status line: no checkpoint found, and the app's notices (precision not used, a checkpoint
+    loaded instead of the chosen one)."""
+    texts = context.notices.texts(context.translations())
+    if not _checkpoint_choices(context):
+        texts.insert(0, context.text("no_checkpoint", folder=context.paths.default_checkpoint_dir()))
+    return "".join(f'<div class="paragoger-notice">{html.escape(text)}</div>' for text in texts)
 
 
 def build_top_bar(context) -> None:
@@ -48,11 +51,11 @@ def build_top_bar(context) -> None:
                           label=label("SD VAE"), elem_id="setting_sd_vae", scale=2)
         create_test = gr.Button(label("Create tiny test model"), elem_id="create_test_model", scale=0,
                                 visible=not _checkpoint_choices(context))
-    status = gr.HTML(_no_checkpoint_html(context), elem_id="model_status")
+    status = gr.HTML(lambda: _status_html(context), elem_id="model_status")  # as it is when the page loads
 
     def select(title, vae_name):
         if not title:
-            return gr.update(), _no_checkpoint_html(context)
+            return gr.update(), _status_html(context)
         try:
             context.settings.update({"sd_vae": vae_name or "Automatic"})
             info = context.select_checkpoint(title, vae_name)
@@ -60,14 +63,14 @@ def build_top_bar(context) -> None:
             current = context.cache.current
             return (gr.update(value=current.info.title if current else None),
                     widgets.error_html(context.describe(err)))
-        return gr.update(value=info.title), ""
+        return gr.update(value=info.title), _status_html(context)
 
     def refresh_lists():
         context.library.refresh()
         choices = _checkpoint_choices(context)
         return (gr.update(choices=choices, value=_selected_checkpoint(context)),
                 gr.update(choices=["Automatic", "None", *context.library.vaes()]),
-                _no_checkpoint_html(context), gr.update(visible=not choices))
+                _status_html(context), gr.update(visible=not choices))
 
     def create_test_model():
         context.create_test_model()

@@ -12,12 +12,10 @@ from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from paragoger.core import hires
 from paragoger.core.jobs import FAILED
 from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
-from paragoger.ext.scripts import resolve_script_request
 from paragoger.ui import extra_networks, named, widgets
 from paragoger.ui.extensions import script_controls
 from paragoger.ui.labels import label
@@ -174,8 +172,7 @@ def base_request(context, mode: str, values: Mapping[str, Any]) -> GenerationReq
         n_iter=int(values["n_iter"]), batch_size=int(values["batch_size"]), cfg_scale=float(values["cfg_scale"]),
         seed=int(seed if seed is not None else -1), subseed=int(subseed if subseed is not None else -1),
         subseed_strength=float(values["subseed_strength"]), seed_resize_from_w=int(values["seed_resize_from_w"]),
-        seed_resize_from_h=int(values["seed_resize_from_h"]),
-        checkpoint=context.settings["sd_model_checkpoint"] or None, save_images=True)
+        seed_resize_from_h=int(values["seed_resize_from_h"]), save_images=True)  # checkpoint None: the top bar's
 
 
 def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None = None,
@@ -196,10 +193,7 @@ def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None 
                 request = fill_request(request, values)
             if panel.scripts is not None:
                 request = panel.scripts.fill(request, data)
-                resolve_script_request(context.scripts, request)  # unknown arguments: said before queueing
-            request.validate()
-            context.samplers.resolve(request.sampler_name, request.scheduler)
-            hires.check(request, context.samplers, context.upscalers)
+            request = context.check(request)  # the one check before queueing (core/checks.py)
             job = None
             for job, status_html, preview in run_request(context, request):
                 yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,

@@ -225,10 +225,9 @@ def _wire_batch(context, panel, controls: dict, folders: dict, run) -> None:
         try:
             values = named.by_name(controls, data)
             request = generation.base_request(context, panel.tab, values)
-            # the folder supplies the pictures; validate the rest now
+            # the folder supplies the pictures; check the rest now
             values.update(source="img2img", image=placeholder)
-            request = fill_request(request, values).copy(init_images=[placeholder])
-            request.validate()
+            request = context.check(fill_request(request, values).copy(init_images=[placeholder]))
             chosen = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
                                                mask=Path(source_masks) if source_masks else None)
             batch = BatchRequest(request, chosen["input"], chosen["output"], chosen["mask"])

@@ -3,6 +3,8 @@
     python -m paragoger.bench                 # a tiny SD 1.x model made on the spot (quick check)
     python -m paragoger.bench --full-size     # an SD 1.5-sized model with random weights (~2 GB file)
     python -m paragoger.bench --checkpoint models/Stable-diffusion/x.safetensors
+    python -m paragoger.bench --full-size --http --size 128 --steps 8   # also end to end over HTTP (SD 1.5 layout)
+    python -m paragoger.bench --full-size --switch 6                    # also RSS and seconds per checkpoint switch
 
 Both sides use the very same module objects (diffusers' pipeline is built from our loaded components), so only
 the loop, conditioning and bookkeeping differ. Seconds per step are medians of per-step wall times, taken in
@@ -199,6 +201,24 @@ def memory_by_kind(args) -> dict:
     return result
 
 
+def end_to_end(args) -> dict:
+    """``--http`` and ``--switch``: the app as a user starts it, measured from outside (paragoger/bench_http.py)."""
+    from paragoger import bench_http
+
+    report = {}
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-http-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "checkpoint").mkdir()
+        model_path = _model_file(args, workdir / "checkpoint")
+        if args.http:
+            report.update(bench_http.measure_http(model_path, workdir, size=args.size, steps=args.steps,
+                                                  rounds=args.rounds))
+        for keep in (1, 2) if args.switch else ():
+            report.update(bench_http.measure_switches(model_path, workdir / f"keep{keep}", switches=args.switch,
+                                                      keep=keep))
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paragoger.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="SD 1.5-sized random weights instead of tiny")
@@ -214,13 +234,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--memory", action="store_true",
                         help="also run txt2img, an upscale and a caption in the app and report memory per model kind")
+    parser.add_argument("--http", action="store_true",
+                        help="also end to end: app.py over HTTP against diffusers' from_single_file, each in its "
+                             "own process, alternated (bench_http.py)")
+    parser.add_argument("--switch", type=int, default=0, metavar="N",
+                        help="also switch checkpoints N times over HTTP (two files, keep 1 and keep 2): the app's "
+                             "RSS and seconds per switch")
     args = parser.parse_args(argv)
+    if args.http and not (args.full_size or args.checkpoint):
+        parser.error("--http compares with diffusers' SD 1.5 pipeline: give --full-size or an SD 1.5 --checkpoint")
     big = args.full_size or args.checkpoint
     args.steps = args.steps or (6 if big else 20)
     args.size = args.size or (256 if big else 64)
     report = run(args)
     if args.memory:
         report.update(memory_by_kind(args))
+    if args.http or args.switch:
+        report.update(end_to_end(args))
     if args.json:
         print(json.dumps(report))
         return

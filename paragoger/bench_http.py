@@ -170,7 +170,7 @@ def measure_switches(model_path: Path, workdir: Path, *, switches: int, keep: in
     """Two checkpoint files; POST /options alternating between them, a small txt2img after each: the app's RSS
     and the switch's seconds each time ("Checkpoints to keep in memory" = ``keep``)."""
     folder = workdir / "switch-checkpoints"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     names = ["a" + model_path.suffix, "b" + model_path.suffix]
     for name in names:
         if not (folder / name).exists():
@@ -184,7 +184,9 @@ def measure_switches(model_path: Path, workdir: Path, *, switches: int, keep: in
             seconds.append(round(app.switch(names[(index + 1) % 2]), 3))
             app.txt2img(64, 1)
             rss.append(round(app.rss_mb()))
-        return {f"switch_keep{keep}_rss_mb": rss, f"switch_keep{keep}_seconds": seconds}
+        models = app.client.get("/memory").json()["models"]
+        return {f"switch_keep{keep}_rss_mb": rss, f"switch_keep{keep}_seconds": seconds,
+                f"switch_keep{keep}_checkpoints_loaded": sum(row["kind"] == "checkpoint" for row in models)}
     finally:
         app.close()
 

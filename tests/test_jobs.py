@@ -168,3 +168,28 @@ def test_a_finished_model_switch_keeps_the_checkpoints_description_never_its_mod
     [job] = [job for job in app_context.queue.finished() if job.kind == "load-model"]
     assert isinstance(job.result, CheckpointInfo) and job.result is info  # kept for GET /jobs/{id}
     assert app_context.cache.current.info.title == info.title
+
+
+def test_a_done_callback_runs_when_the_job_ends_and_a_failing_one_does_not_stop_the_queue():
+    from paragoger.core.jobs import JobHandlers, JobQueue
+    from paragoger.core.payloads import WorkerCall
+
+    handlers = JobHandlers()
+    handlers.register(WorkerCall, lambda call, job: call.fn(job))
+    queue = JobQueue(handlers)
+    try:
+        gate, heard = threading.Event(), []
+        job = queue.submit(WorkerCall(lambda job: gate.wait(5)))
+        job.add_done_callback(lambda: heard.append("first"))
+        job.add_done_callback(lambda: 1 / 0)  # e.g. an HTTP waiter whose event loop has closed
+        assert heard == [] and not job.is_finished
+        gate.set()
+        assert job.wait(5)
+        time.sleep(0.1)
+        assert heard == ["first"]
+        late = []
+        job.add_done_callback(lambda: late.append(True))  # already finished: called at once
+        assert late == [True]
+        assert queue.run(WorkerCall(lambda job: "still working")).result == "still working"
+    finally:
+        queue.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import math
@@ -189,12 +190,16 @@ def build_router(context) -> APIRouter:
         job = context.queue.submit(GenerationJob(request), meta={"respond": respond})
         if wants_async(body):
             return JSONResponse(status_code=202, content=job_brief(job))
+        finished = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda: loop.call_soon_threadsafe(finished.set))
         while not job.is_finished:
             if await http_request.is_disconnected():
                 if context.queue.position(job) > 0:
                     context.queue.cancel(job)
                 return JSONResponse(status_code=499, content={})  # nobody reads this
-            await asyncio.sleep(0.05)
+            with contextlib.suppress(asyncio.TimeoutError):  # wakes at once when the job ends
+                await asyncio.wait_for(finished.wait(), 0.5)
         if job.state == FAILED:
             raise job.error
         if job.state == CANCELLED:

@@ -65,6 +65,8 @@ class Job:
     skipped: bool = False
     meta: dict = field(default_factory=dict)   # what the submitter needs later (e.g. the API body)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _callbacks: list = field(default_factory=list, repr=False)
+    _callback_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     request: InitVar[Any] = None
 
     def __post_init__(self, request):
@@ -112,6 +114,25 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    def add_done_callback(self, fn: Callable[[], None]) -> None:
+        """``fn()`` once the job has finished (at once when it already has), from the thread that finishes it:
+        an HTTP route answers as soon as its job ends instead of polling."""
+        with self._callback_lock:
+            if not self._done.is_set():
+                self._callbacks.append(fn)
+                return
+        fn()
+
+    def _finish(self) -> None:
+        with self._callback_lock:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:  # a waiter that went away (its event loop closed) must not stop the worker
+                traceback.print_exc()
 
     @property
     def is_finished(self) -> bool:
@@ -208,7 +229,7 @@ class JobQueue:
                 job.state = CANCELLED
                 job.finished = time.time()
                 self._finished.append(job)
-                job._done.set()
+                job._finish()
                 self._cond.notify_all()
                 return
         job.interrupt()
@@ -256,4 +277,4 @@ class JobQueue:
                     for job_id in [k for k in self._jobs if k not in keep]:
                         del self._jobs[job_id]
                     self._cond.notify_all()  # wait_idle
-                job._done.set()
+                job._finish()

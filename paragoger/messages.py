@@ -65,7 +65,7 @@ ENGLISH: dict[str, str] = {
     "out_of_memory_upscaling": "Out of memory while upscaling a {width}x{height} picture on {device}, even in "
                                "smaller tiles after unloading the models no job was using. Try a smaller tile size "
                                "(Settings, Upscaling) or a smaller picture.",
-    "memory_totals_ram": "{count} loaded models hold {used} of RAM (budget {budget}).",
+    "memory_totals_ram": "Loaded models: {count}, holding {used} of RAM (budget {budget}).",
     "memory_totals_vram": "On the GPU they hold {used} (budget {budget}).",
     "model_in_use": "'{name}' is in use by a running job; it can be unloaded when the job ends.",
     "model_not_loaded": "No {kind} '{name}' is loaded.",

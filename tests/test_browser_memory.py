@@ -21,11 +21,11 @@ def test_memory_tab_shows_the_loaded_models_and_unloads_one(app_context, open_pa
     expect(page.locator("#memory_table")).to_contain_text("tiny-sd1.safetensors")
     expect(page.locator("#memory_table")).to_contain_text("4x-tiny-esrgan.pth")
     expect(page.locator("#memory_table")).to_contain_text("Captioner")
-    expect(page.locator("#memory_totals")).to_contain_text("3 loaded models hold")
+    expect(page.locator("#memory_totals")).to_contain_text("Loaded models: 3, holding")
     kinds = [rows.nth(i).get_attribute("data-kind") for i in range(3)]
     assert kinds == ["upscaler", "captioner", "checkpoint"]  # most recently used first
 
     page.locator("#memory_table .memory-unload").first.click()  # the upscaler's row
     expect(rows).to_have_count(2, timeout=30_000)
     assert [entry.kind for entry in app_context.models.entries()] == ["checkpoint", "captioner"]
-    expect(page.locator("#memory_totals")).to_contain_text("2 loaded models hold")
+    expect(page.locator("#memory_totals")).to_contain_text("Loaded models: 2, holding")

@@ -58,10 +58,10 @@ ENGLISH: dict[str, str] = {
     "queue_full": "The queue is full ({size} jobs waiting). Try again in a moment.",
     "out_of_memory_sampling": "Out of memory while sampling a {width}x{height} picture (batch of {batch}) on "
                               "{device}, even after unloading the models no job was using and trying once more. "
-                              "Try a smaller size or batch size, or start with --medvram (or --lowvram).",
+                              "Try a smaller size or batch size, or close other programs that use the GPU.",
     "out_of_memory_decoding": "Out of memory while decoding a {width}x{height} picture (batch of {batch}) on "
                               "{device}, even in tiles after unloading the models no job was using. Try a smaller "
-                              "size or batch size, or start with --medvram (or --lowvram).",
+                              "size or batch size, or close other programs that use the GPU.",
     "out_of_memory_upscaling": "Out of memory while upscaling a {width}x{height} picture on {device}, even in "
                                "smaller tiles after unloading the models no job was using. Try a smaller tile size "
                                "(Settings, Upscaling) or a smaller picture.",
@@ -69,7 +69,7 @@ ENGLISH: dict[str, str] = {
     "memory_totals_vram": "On the GPU they hold {used} (budget {budget}).",
     "model_in_use": "'{name}' is in use by a running job; it can be unloaded when the job ends.",
     "model_not_loaded": "No {kind} '{name}' is loaded.",
-    "out_of_memory": "The GPU ran out of memory. Try a smaller size or batch, or start with --medvram/--lowvram.",
+    "out_of_memory": "The GPU ran out of memory. Try a smaller size or batch, or close other programs that use the GPU.",
     "unknown_option": "Unknown setting '{key}'.",
     "bad_option_value": "Setting '{key}' cannot take the value {value!r}: {reason}.",
     "job_not_found": "No job with id '{job_id}'.",

@@ -201,7 +201,7 @@ def test_out_of_memory_in_the_unet_names_the_size_and_the_app_keeps_working(api,
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert "Out of memory while sampling a 96x64 picture (batch of 2) on cpu" in detail
-    assert "--medvram" in detail and "smaller size" in detail
+    assert "other programs that use the GPU" in detail and "smaller size" in detail
     generate(api)  # the next job works, with the same checkpoint still loaded
     assert app_context.cache.current is components
 

@@ -173,9 +173,12 @@ def measure_switches(model_path: Path, workdir: Path, *, switches: int, keep: in
     folder.mkdir(parents=True, exist_ok=True)
     names = ["a" + model_path.suffix, "b" + model_path.suffix]
     for name in names:
-        if not (folder / name).exists():
-            os.link(model_path, folder / name) if _same_device(model_path, folder) else shutil.copy(
-                model_path, folder / name)
+        if (folder / name).exists():
+            continue
+        if model_path.stat().st_dev == folder.stat().st_dev:
+            os.link(model_path, folder / name)  # same bytes, no second 2 GB on disk; the app sees two files
+        else:
+            shutil.copy(model_path, folder / name)
     app = AppProcess(workdir, folder)
     try:
         app.client.post("/options", json={"sd_checkpoints_limit": keep}).raise_for_status()
@@ -189,10 +192,6 @@ def measure_switches(model_path: Path, workdir: Path, *, switches: int, keep: in
                 f"switch_keep{keep}_checkpoints_loaded": sum(row["kind"] == "checkpoint" for row in models)}
     finally:
         app.close()
-
-
-def _same_device(a: Path, folder: Path) -> bool:
-    return a.stat().st_dev == folder.stat().st_dev
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--diffusers-worker"]:

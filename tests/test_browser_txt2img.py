@@ -1,6 +1,8 @@
 """A person in a browser: open the page, type a prompt, Generate, see the image and its parameters, Interrupt.
 
 Playwright drives Debian's chromium (never Playwright's own browser download)."""
+import re
+
 import pytest
 
 from tests.conftest import set_slider, set_small_generation
@@ -56,6 +58,22 @@ def test_a_corrupt_checkpoint_shows_a_message_and_the_loaded_model_stays(page, a
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
         app_context.cache.current.info.title)
     assert app_context.cache.current.info.name == "tiny-sd1.safetensors"
+
+
+def test_a_checkpoint_added_while_the_page_is_open_shows_in_the_dropdown_once_loaded(page, app_context):
+    """A new file is listed without its hash and titled with it once loaded: the box must show it, not go blank."""
+    import shutil
+
+    from playwright.sync_api import expect
+
+    checkpoint = app_context.cache.current.info.path
+    shutil.copy(checkpoint, app_context.paths.default_checkpoint_dir() / "second.safetensors")
+    page.click("#refresh_sd_model_checkpoint")
+    page.locator("#setting_sd_model_checkpoint input").click()
+    page.get_by_role("option", name="second.safetensors").click()
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
+        re.compile(r"^second\.safetensors \[[0-9a-f]{10}\]$"), timeout=60_000)
+    assert app_context.cache.current.info.name == "second.safetensors"
 
 
 def test_token_counter_and_styles_in_the_page(page, app_context):

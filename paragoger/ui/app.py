@@ -63,7 +63,7 @@ def build_top_bar(context) -> None:
             current = context.cache.current
             return (gr.update(value=current.info.title if current else None),
                     widgets.error_html(context.describe(err)))
-        return gr.update(value=info.title), _status_html(context)
+        return widgets.checkpoint_choice(context, info.title), _status_html(context)
 
     def refresh_lists():
         context.library.refresh()

@@ -109,7 +109,7 @@ def build(context, tab: str, prompt: gr.Textbox, checkpoint_dropdown: gr.Dropdow
                     info = context.select_checkpoint(cards[evt.index].name)
                 except UserError as err:
                     return gr.update(), widgets.error_html(context.describe(err))
-                return gr.update(value=info.title), ""
+                return widgets.checkpoint_choice(context, info.title), ""
 
             targets = [checkpoint_dropdown or gr.State(), status]
             gallery.select(choose_checkpoint, inputs=shown, outputs=targets, api_visibility="private")

@@ -266,7 +266,7 @@ def wire_paste(context, panel: GenerationPanel) -> None:
             try:
                 title = context.select_checkpoint(pasted.checkpoint_query).title
                 if panel.checkpoint_dropdown:
-                    updates[panel.checkpoint_dropdown] = gr.update(value=title)
+                    updates[panel.checkpoint_dropdown] = widgets.checkpoint_choice(context, title)
             except UserError as err:
                 updates[panel.error] = widgets.error_html(context.describe(err))
         return updates

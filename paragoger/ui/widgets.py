@@ -120,3 +120,11 @@ CSS = """
 .memory-table td:nth-child(2), .memory-table th:nth-child(2), .memory-table td:nth-child(5),
 .memory-table th:nth-child(5) { width: 20%; }
 """
+
+
+def checkpoint_choice(context, title: str):
+    """The checkpoint dropdown after ``title`` was loaded: its choices read again as well, since a checkpoint
+    listed before it was ever hashed ("b.safetensors") is titled with its hash once loaded ("b.safetensors
+    [2b9556ce0b]"), and a value missing from the choices showed as an empty box."""
+    return gr.update(choices=[info.title for info in context.library.checkpoints()], value=title)
+

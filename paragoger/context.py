@@ -50,7 +50,8 @@ class AppContext:
             data_dir=options.data_dir, models_dir=options.models_dir, ckpt_dirs=options.ckpt_dirs,
             vae_dirs=options.vae_dirs, lora_dirs=options.lora_dirs, embeddings_dirs=options.embeddings_dirs,
             extensions_dirs=options.extensions_dirs, outputs_dir=options.outputs_dir,
-            upscaler_dirs=dict(options.upscaler_dirs))
+            upscaler_dirs=dict(options.upscaler_dirs), animatediff_dirs=options.animatediff_dirs,
+            svd_dirs=options.svd_dirs)
         self.paths.ensure()
         self.settings = Settings.load(self.paths.config_file)
         self.notices = Notices()  # shown on the page's model status line and in /memory; logged when given

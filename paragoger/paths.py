@@ -23,6 +23,8 @@ class Paths:
     swinir_dir: Path
     dat_dir: Path
     hat_dir: Path
+    animatediff_dirs: tuple[Path, ...]   # motion modules and motion LoRAs (paragoger.video)
+    svd_dirs: tuple[Path, ...]           # Stable Video Diffusion models (diffusers folders, single files)
     extensions_dirs: tuple[Path, ...]
     outputs_dir: Path
     config_file: Path
@@ -34,10 +36,12 @@ class Paths:
     def build(cls, *, data_dir: Path | None = None, models_dir: Path | None = None,
               ckpt_dirs: list[Path] = (), vae_dirs: list[Path] = (), lora_dirs: list[Path] = (),
               embeddings_dirs: list[Path] = (), extensions_dirs: list[Path] = (),
-              outputs_dir: Path | None = None, upscaler_dirs: dict[str, Path | None] | None = None) -> "Paths":
+              outputs_dir: Path | None = None, upscaler_dirs: dict[str, Path | None] | None = None,
+              animatediff_dirs: list[Path] = (), svd_dirs: list[Path] = ()) -> "Paths":
         """A1111's layout under ``data_dir``; each ``--*-dir`` flag adds a folder searched before the default.
         ``upscaler_dirs`` (``{"ESRGAN": path, ...}``, from ``--esrgan-models-path`` and friends) replaces an
-        upscaler folder, as A1111's flags do."""
+        upscaler folder, as A1111's flags do. Motion modules are also read from the A1111 AnimateDiff extension's
+        own folder when that extension is installed (``extensions/sd-webui-animatediff/model``)."""
         data = Path(data_dir or PROJECT_ROOT).resolve()
         models = Path(models_dir or data / "models").resolve()
         chosen = {kind: Path(path).resolve() for kind, path in (upscaler_dirs or {}).items() if path}
@@ -57,6 +61,10 @@ class Paths:
             swinir_dir=chosen.get("SwinIR", models / "SwinIR"),
             dat_dir=chosen.get("DAT", models / "DAT"),
             hat_dir=chosen.get("HAT", models / "HAT"),
+            animatediff_dirs=tuple(dict.fromkeys([
+                *(Path(p).resolve() for p in animatediff_dirs), models / "AnimateDiff",
+                data / "extensions" / "sd-webui-animatediff" / "model"])),
+            svd_dirs=folders(svd_dirs, models / "svd"),
             extensions_dirs=folders(extensions_dirs, data / "extensions"),
             outputs_dir=Path(outputs_dir or data / "outputs").resolve(),
             config_file=data / "config.json",
@@ -79,7 +87,8 @@ class Paths:
 
     def ensure(self) -> None:
         for folder in (*self.checkpoint_dirs[-1:], *self.vae_dirs[-1:], *self.lora_dirs[-1:],
-                       *self.embeddings_dirs[-1:], self.outputs_dir):
+                       *self.embeddings_dirs[-1:], self.animatediff_dirs[-2], self.svd_dirs[-1],
+                       self.outputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
     def check_output_settings(self, changes: dict | None) -> None:

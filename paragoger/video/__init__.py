@@ -1,0 +1,1 @@
+"""Video: motion modules (AnimateDiff), Stable Video Diffusion, frame windows and video files."""

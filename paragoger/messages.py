@@ -227,6 +227,18 @@ ENGLISH: dict[str, str] = {
     "server_stopping": "The app is stopping.",
     "server_restarting_busy": "The app is restarting (or stopping) once the jobs already queued are done; it takes "
                               "no new ones until then.",
+    # video generation (core/video.py, video/options.py)
+    "video_frames_out_of_range": "A video must have 1 to {high} frames (asked for {frames}). The most is the "
+                                 "setting \"Most video frames\".",
+    "video_option_invalid": "Video setting '{name}' cannot be {value}: it takes {allowed}.",
+    "video_mask_too_short": "The mask video has {mask} frames but the video has {frames}: give a mask for every "
+                            "frame.",
+    "motion_module_needed": "Text and image to video need a motion module: put one (e.g. mm_sd_v15_v2.ckpt) into "
+                            "models/AnimateDiff and press refresh. Video to video also works without one, frame by "
+                            "frame.",
+    "video_not_base64": "'{field}' is not base64 data of a video file.",
+    "video_path_missing": "'{field}': there is no file or folder '{path}' in the data folder.",
+    "video_source_missing": "Video to video needs a source video (MP4, WebM, GIF or a folder of frames).",
 }
 
 

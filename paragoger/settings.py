@@ -127,7 +127,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("limit_steps", 500, "Most sampling steps", "limits", minimum=1, maximum=10000),
     OptionSpec("limit_images", 1000, "Most pictures per request (batch size x batch count)", "limits",
                minimum=1, maximum=100000),
-    OptionSpec("limit_video_frames", 256, "Most video frames (for video generation, not in this version)",
+    OptionSpec("limit_video_frames", 256, "Most video frames (a video to make, or a source video to read)",
                "limits", minimum=1, maximum=100000),
 )
 

@@ -27,6 +27,7 @@ from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
 from paragoger.ext.install import check_access
 from paragoger.imaging.infotext import parse_infotext
+from paragoger.api import video as video_api
 from paragoger.imaging.metadata import read_metadata
 from paragoger.imaging.transport import decode_image_base64, encode_png_base64
 
@@ -110,7 +111,12 @@ def result_info(result: GenerationResult, components_info: dict[str, Any], index
 
 def images_response(result: GenerationResult, body: dict[str, Any], context) -> dict:
     images, first_index = [], 0
-    if result.request.send_images:
+    if result.request.animatediff is not None and result.request.animatediff.enable:
+        try:
+            images = video_api.video_images(result) if result.request.send_images else []
+        finally:
+            video_api.forget_scratch(result)
+    elif result.request.send_images:
         if result.grid is not None:
             images.append(encode_png_base64(result.grid, result.images[0].infotext))
             first_index = 1
@@ -222,7 +228,8 @@ def build_router(context) -> APIRouter:
                  responses={202: {"description": 'With "async": true: {"job_id": ...}; see GET /jobs/{job_id}'}})
     async def txt2img(http_request: Request, body: schemas.Txt2ImgBody):
         parameters = body.model_dump(exclude={"async"})
-        return await generation(http_request, body, txt2img_request,
+        return await generation(http_request, body,
+                                lambda b: video_api.take_animatediff(txt2img_request(b), context),
                                 lambda result: images_response(result, parameters, context))
 
     @router.post("/img2img", response_model=schemas.ImagesResponse,
@@ -232,7 +239,8 @@ def build_router(context) -> APIRouter:
         if body.include_init_images:
             parameters["init_images"] = body.init_images
             parameters["mask"] = body.mask
-        return await generation(http_request, body, img2img_request,
+        return await generation(http_request, body,
+                                lambda b: video_api.take_animatediff(img2img_request(b), context),
                                 lambda result: images_response(result, parameters, context))
 
     def find_job(job_id: str) -> Job:

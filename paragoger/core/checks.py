@@ -79,6 +79,7 @@ class RequestCheck:
         self.settings, self.paths, self.samplers, self.upscalers = settings, paths, samplers, upscalers
         self.styles, self.library = styles, library
         self.count_tokens, self.resolve_scripts = count_tokens, resolve_scripts
+        self.find_motion_module: Callable[[str], object] | None = None  # video.motion_modules library's find
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         """The request (numbers normalized) when it can run; UserError with the reason when it cannot."""
@@ -99,6 +100,8 @@ class RequestCheck:
                 raise self.refuse("limit_steps", "limit_steps", field=name, count=getattr(request, name))
         self.check_image_count(request.image_count)
         self.check_pixels(request.width, request.height)
+        if request.animatediff is not None and request.animatediff.enable:
+            request.animatediff.validate(max_frames=self.settings["limit_video_frames"])
         if hires.wanted(request):
             size = hires.request_size(request)
             self.check_pixels(size.width, size.height, message_id="limit_pixels_hires")
@@ -175,3 +178,6 @@ class RequestCheck:
                 self.library.find_vae(vae)
         if self.resolve_scripts is not None:
             self.resolve_scripts(request)
+        video = request.animatediff
+        if video is not None and video.enable and video.model not in ("", "None") and self.find_motion_module:
+            self.find_motion_module(video.model)

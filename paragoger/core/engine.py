@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from paragoger.core import hires, img2img
+from paragoger.core import hires, img2img, video
 from paragoger.core.checks import RequestCheck
 from paragoger.core import seeds as seeding
 from paragoger.core.conditioning import PromptEncoder, TextConditioning, pad_to_chunks
@@ -90,7 +90,7 @@ class _Batch:
 class Engine:
     def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None,
                  depth_estimators=None, upscalers=None, checks: RequestCheck | None = None,
-                 notices: Notices | None = None):
+                 notices: Notices | None = None, motion_modules=None):
         self.library = library
         self.upscalers = upscalers if upscalers is not None else UpscalerRegistry()  # the hires fix's pictures
         # the check every request passed before it was queued, run again before it starts (scripts change requests)
@@ -105,6 +105,7 @@ class Engine:
         self.settings = settings
         self.paths = paths
         self.styles = styles
+        self.videos = video.VideoGeneration(self, motion_modules)  # AnimateDiff (core.video)
         # (request, job) -> context manager giving GenerationHooks; set by the extension runtime (paragoger.ext)
         self.extension_runner = None
 
@@ -164,6 +165,13 @@ class Engine:
                                 embeddings=self.embeddings.for_components(components) if self.embeddings else None)
         lora_calls = self.loras.resolve(prompts.extra_networks)[0] if self.loras else []
         with self._networks(components, lora_calls) as applied_loras:
+            if video.wanted(request):
+                result = self.videos.generate(
+                    request, job, run, settings=settings, components=components, encoder=encoder, prompts=prompts,
+                    sampler=sampler, schedule=schedule,
+                    network_parameters=self._network_parameters(encoder, applied_loras, settings))
+                job.progress.textinfo = "done"
+                return result
             images = self._generate_batches(request, job, settings, components, encoder, prompts, sampler,
                                             schedule, applied_loras, run)
         result = GenerationResult(request=request, images=images, interrupted=job.interrupted)
@@ -393,7 +401,10 @@ class Engine:
         ids = torch.tensor([[*size, 0, 0, *size]], dtype=self.cache.device.dtype, device=self.cache.device.device)
         return ids.expand(batch_size, -1)
 
-    def _progress_hook(self, job: Job, components: Components, settings, offset: int = 0):
+    def _progress_hook(self, job: Job, components: Components, settings, offset: int = 0, pick=None):
+        """Progress, live previews (of the latents ``pick`` chooses: the first image, or a video's first frame),
+        interrupt and skip after each step."""
+        pick = pick or (lambda latents: latents[0:1])
         every = settings["show_progress_every_n_steps"]
         previews_on = settings["live_previews_enable"]
         full_decode = settings["show_progress_type"] == "Full"
@@ -403,9 +414,9 @@ class Engine:
             preview = None
             if previews_on and (done % every == 0) and done < state.steps:
                 if full_decode:
-                    preview = self._decode(components, state.latents[0:1])[0]
+                    preview = self._decode(components, pick(state.latents))[0]
                 else:
-                    preview = previews.latents_to_preview(state.latents[0:1], components.family)
+                    preview = previews.latents_to_preview(pick(state.latents), components.family)
             job.set_step(offset + done, preview)
             if job.interrupted or job.take_skip():
                 state.stop = True

@@ -6,6 +6,7 @@ from typing import Any
 
 from paragoger.core import hires
 from paragoger.errors import UserError
+from paragoger.video.options import AnimateDiffOptions
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_STEPS = 10000  # the most the setting limit_steps allows (default 500): the check refuses more (core/checks.py)
@@ -69,6 +70,8 @@ class GenerationRequest:
     hr_prompt: str = ""                                         # "": the same prompt
     hr_negative_prompt: str = ""
     hr_cfg: float | None = None                                 # None: the same CFG scale
+    # video with a motion module (AnimateDiff; core.video): None for pictures
+    animatediff: AnimateDiffOptions | None = None
 
     def validate(self) -> "GenerationRequest":
         """Checks what can be checked without a model; raises UserError with the reason."""
@@ -136,6 +139,8 @@ class GenerationResult:
     grid: Any = None          # PIL.Image when a grid was made
     grid_path: str | None = None
     interrupted: bool = False
+    videos: list = field(default_factory=list)        # video.files.SavedVideo per video
+    scratch_dirs: list = field(default_factory=list)  # folders of videos written only for the answer (not saved)
 
     @property
     def infotexts(self) -> list[str]:

@@ -227,6 +227,17 @@ ENGLISH: dict[str, str] = {
     "server_stopping": "The app is stopping.",
     "server_restarting_busy": "The app is restarting (or stopping) once the jobs already queued are done; it takes "
                               "no new ones until then.",
+    # video files (paragoger/video/files.py, video_reader.py)
+    "video_format_unknown": "Unknown video format '{format}'. The formats are: {known}.",
+    "video_no_formats": "Choose at least one video format ({known}).",
+    "video_no_frames": "There are no frames to save as a video.",
+    "video_fps_invalid": "The frame rate must be more than 0 frames per second (got {fps}).",
+    "video_frame_sizes_differ": "All frames of a video must have the same size: frame {index} is {size}, the first "
+                                "is {first}.",
+    "video_write_failed": "Writing the {format} video failed: {reason}",
+    "video_unreadable": "{name} could not be read as a video: {reason}.",
+    "video_folder_empty": "The folder {name} holds no frames (.png, .jpg or .webp files).",
+    "video_too_many_frames": "{name} has {count} frames; at most {limit} are allowed.",
 }
 
 

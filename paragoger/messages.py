@@ -239,6 +239,17 @@ ENGLISH: dict[str, str] = {
     "video_not_base64": "'{field}' is not base64 data of a video file.",
     "video_path_missing": "'{field}': there is no file or folder '{path}' in the data folder.",
     "video_source_missing": "Video to video needs a source video (MP4, WebM, GIF or a folder of frames).",
+    # video files (paragoger/video/files.py, video_reader.py)
+    "video_format_unknown": "Unknown video format '{format}'. The formats are: {known}.",
+    "video_no_formats": "Choose at least one video format ({known}).",
+    "video_no_frames": "There are no frames to save as a video.",
+    "video_fps_invalid": "The frame rate must be more than 0 frames per second (got {fps}).",
+    "video_frame_sizes_differ": "All frames of a video must have the same size: frame {index} is {size}, the first "
+                                "is {first}.",
+    "video_write_failed": "Writing the {format} video failed: {reason}",
+    "video_unreadable": "{name} could not be read as a video: {reason}.",
+    "video_folder_empty": "The folder {name} holds no frames (.png, .jpg or .webp files).",
+    "video_too_many_frames": "{name} has {count} frames; at most {limit} are allowed.",
 }
 
 

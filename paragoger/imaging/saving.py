@@ -109,7 +109,7 @@ def save_numbered(image: Image.Image, infotext: str | None, *, folder: Path, bas
     extension = extension.lower().lstrip(".")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    reservation, number = _reserve_number(folder, basename)
+    reservation, number = reserve_number(folder, basename)
     stem = numbered_stem(number, basename)
     final = folder / (f"{stem}-{decoration}.{extension}" if decoration else f"{stem}.{extension}")
     _write_then_rename(image, infotext, reservation, final, image_format=image_format, quality=jpeg_quality,
@@ -143,11 +143,12 @@ def _write_then_rename(image, infotext, temporary: Path, final: Path, *, image_f
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(final.parent)
+    fsync_folder(final.parent)
 
 
-def _reserve_number(folder: Path, basename: str) -> tuple[Path, int]:
-    """Create the empty reservation file of a number nobody else holds; returns it and the number."""
+def reserve_number(folder: Path, basename: str = "") -> tuple[Path, int]:
+    """Create the empty reservation file of a number nobody else holds; returns it and the number. The caller
+    renames it onto its final file, or deletes it once its files are in place (videos write several)."""
     number = next_sequence_number(folder, basename)
     for _ in range(MAX_NUMBER_ATTEMPTS):
         reservation = folder / f".{numbered_stem(number, basename)}{RESERVATION_SUFFIX}"
@@ -169,7 +170,7 @@ def _number_taken(folder: Path, basename: str, number: int, *, ignore: str) -> b
     return any(sequence_number_of(name, basename) == number for name in os.listdir(folder) if name != ignore)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     # Makes the rename itself durable on POSIX; Windows cannot open folders, and NTFS journals renames anyway.
     try:
         descriptor = os.open(folder, os.O_RDONLY)

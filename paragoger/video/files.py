@@ -58,9 +58,10 @@ class SavedVideo:
 
 
 def save_video(frames: list[Image.Image], *, outdir: Path, seed: int, fps: float, formats: Sequence[str],
-               infotext: str | None, date: datetime.date | None = None) -> SavedVideo:
+               infotext: str | None, date: datetime.date | None = None, loop: int = 0) -> SavedVideo:
     """Write ``frames`` in each of ``formats`` (names from VIDEO_FORMATS, any case) under one new number, plus a
-    .txt with the infotext whenever there is one (as A1111 does). One frame is a valid video."""
+    .txt with the infotext whenever there is one (as A1111 does). One frame is a valid video. ``loop``: how often
+    a GIF or WebP plays (0 = forever, the A1111 extension's "loop number")."""
     chosen = _checked_formats(formats)
     rgb_frames = _checked_frames(frames)
     if not fps or fps <= 0:
@@ -77,7 +78,7 @@ def save_video(frames: list[Image.Image], *, outdir: Path, seed: int, fps: float
             final = folder / (stem if name == "PNG" else f"{stem}.{EXTENSIONS[name]}")
             temporary = folder / f".{final.name}{RESERVATION_SUFFIX}"
             pending.append((name, temporary, final))
-            WRITERS[name](rgb_frames, temporary, fps=fps, infotext=infotext)
+            WRITERS[name](rgb_frames, temporary, fps=fps, infotext=infotext, loop=int(loop))
         for _, temporary, final in pending:
             os.replace(temporary, final)
             committed.append(final)
@@ -151,37 +152,38 @@ def _write_with_ffmpeg(frames: list[Image.Image], temporary: Path, *, fps: float
     _fsync_file(temporary)
 
 
-def _write_mp4(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_mp4(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     _write_with_ffmpeg(frames, temporary, fps=fps, infotext=infotext, codec_arguments=MP4_CODEC_ARGUMENTS,
                        muxer="mp4", even_size=True)
 
 
-def _write_webm(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_webm(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     _write_with_ffmpeg(frames, temporary, fps=fps, infotext=infotext, codec_arguments=WEBM_CODEC_ARGUMENTS,
                        muxer="webm", even_size=False)
 
 
-def _write_gif(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_gif(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     # GIF stores durations in hundredths of a second, so 125 ms reads back as 120 ms. Pillow merges a frame
     # identical to the one before into it (adding the durations): the video looks and lasts the same.
     options = {"comment": infotext.encode("utf-8")} if infotext else {}
     with open(temporary, "wb") as file:
         frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=_frame_duration_ms(fps), loop=0, **options)
+                       duration=_frame_duration_ms(fps), loop=loop, **options)
         _flush_to_disk(file)
 
 
-def _write_webp(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_webp(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     # Pillow passes ``exif`` to libwebp's muxer for animations too; the EXIF UserComment is where A1111 reads an
     # infotext in WebP pictures (imaging/metadata.py).
     options = {"exif": exif_with_user_comment(infotext)} if infotext else {}
     with open(temporary, "wb") as file:
         frames[0].save(file, format="WEBP", save_all=True, append_images=frames[1:],
-                       duration=_frame_duration_ms(fps), loop=0, lossless=False, quality=WEBP_QUALITY, **options)
+                       duration=_frame_duration_ms(fps), loop=loop, lossless=False, quality=WEBP_QUALITY,
+                       **options)
         _flush_to_disk(file)
 
 
-def _write_png_frames(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_png_frames(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     temporary.mkdir()
     for index, frame in enumerate(frames):
         with open(temporary / f"{index:05}.png", "wb") as file:
@@ -190,7 +192,7 @@ def _write_png_frames(frames, temporary: Path, *, fps: float, infotext: str | No
     fsync_folder(temporary)
 
 
-def _write_txt(frames, temporary: Path, *, fps: float, infotext: str | None) -> None:
+def _write_txt(frames, temporary: Path, *, fps: float, infotext: str | None, loop: int = 0) -> None:
     with open(temporary, "w", encoding="utf-8", newline="\n") as file:
         file.write(infotext or "")
         _flush_to_disk(file)

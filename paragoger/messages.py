@@ -250,6 +250,25 @@ ENGLISH: dict[str, str] = {
     "video_unreadable": "{name} could not be read as a video: {reason}.",
     "video_folder_empty": "The folder {name} holds no frames (.png, .jpg or .webp files).",
     "video_too_many_frames": "{name} has {count} frames; at most {limit} are allowed.",
+    # stable video diffusion (paragoger/video/svd.py, svd_models.py)
+    "svd_no_models": "No Stable Video Diffusion model was found. Put the diffusers folder of one (e.g. "
+                     "stable-video-diffusion-img2vid-xt, the folder with model_index.json, unet, vae, image_encoder, "
+                     "feature_extractor and scheduler in it) into {folders}.",
+    "svd_model_not_found": "Stable Video Diffusion model '{name}' was not found. Models: {known}.",
+    "svd_not_svd": "'{name}' is not a Stable Video Diffusion model: {reason}.",
+    "svd_single_file_unsupported": "'{name}' is a single-file Stable Video Diffusion checkpoint, which cannot be "
+                                   "loaded. Use the diffusers folder of the same model instead "
+                                   "(stable-video-diffusion-img2vid or -img2vid-xt: model_index.json with the unet, "
+                                   "vae, image_encoder, feature_extractor and scheduler folders), put into {folder}.",
+    "svd_pickle_weights": "'{name}': the {part} weights are .bin pickles, which are not loaded (a pickle can run "
+                          "code). Use the .safetensors files of the same model.",
+    "svd_model_unreadable": "Could not load the Stable Video Diffusion model '{name}': {reason}.",
+    "svd_no_picture": "Stable Video Diffusion makes a video from a picture: give one.",
+    "svd_bad_size": "The video's {field} must be a multiple of {multiple} from {low} to {high}, not {value}.",
+    "svd_bad_value": "{field} must be from {low} to {high}, not {value}.",
+    "svd_out_of_memory": "Out of memory while making a {width}x{height} video of {batch} frames on {device}, even "
+                         "after unloading the models no job was using and trying once more. Try a smaller size, "
+                         "fewer frames or a smaller decode chunk size, or close other programs that use the GPU.",
 }
 
 

@@ -19,7 +19,9 @@ from paragoger.devices import DeviceConfig, choose_device, configure_allocator
 from paragoger.core.engine import CHECKPOINT_NOTICE, Engine
 from paragoger.core.extras import extras_output_dir, run_extras
 from paragoger.core.jobs import Job, JobHandlers, JobQueue
-from paragoger.core.payloads import CaptionJob, ExtrasJob, GenerationJob, Img2ImgBatchJob, ModelSwitch, WorkerCall
+from paragoger.core.payloads import (CaptionJob, ExtrasJob, GenerationJob, Img2ImgBatchJob, ModelSwitch, SvdJob,
+                                     WorkerCall)
+from paragoger.core.svd_job import run_svd
 from paragoger.errors import UserError
 from paragoger.ext.loader import ExtensionManager
 from paragoger.ext.scripts import resolve_script_request
@@ -41,6 +43,9 @@ from paragoger.settings import Settings
 from paragoger.upscale import UpscalerRegistry
 from paragoger.upscale.model_files import ModelUpscalers
 from paragoger.upscale.spandrel_models import SpandrelModels
+from paragoger.video.motion_modules import MotionModuleLibrary, MotionModules
+from paragoger.video.svd import SvdEngine
+from paragoger.video.svd_models import SvdLibrary
 
 class AppContext:
     def __init__(self, options: LaunchOptions, *, device: DeviceConfig | None = None):
@@ -80,6 +85,11 @@ class AppContext:
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
         self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device,
                                                 self.models)
+        # Video: motion modules (models/AnimateDiff) for AnimateDiff, Stable Video Diffusion models (models/svd).
+        self.motion_modules = MotionModules(MotionModuleLibrary(self.paths.animatediff_dirs), self.models,
+                                            self.device)
+        self.svd = SvdEngine(library=SvdLibrary(self.paths.svd_dirs), manager=self.models, device=self.device,
+                             settings=self.settings)
         # The one check every generation request passes before it is queued (page, API, extensions) and again
         # before it starts (core/checks.py); scripts are attached once extensions are loaded.
         self.checks = RequestCheck(settings=self.settings, paths=self.paths, samplers=self.samplers,
@@ -88,7 +98,9 @@ class AppContext:
         self.engine = Engine(library=self.library, cache=self.cache, samplers=self.samplers,
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,
-                             upscalers=self.upscalers, checks=self.checks, notices=self.notices)
+                             upscalers=self.upscalers, checks=self.checks, notices=self.notices,
+                             motion_modules=self.motion_modules)
+        self.checks.find_motion_module = self.motion_modules.library.find
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
@@ -106,7 +118,8 @@ class AppContext:
         self.job_handlers = JobHandlers()
         for payload_type, handler in ((GenerationJob, self._generate), (ModelSwitch, self._switch_model),
                                       (ExtrasJob, self._extras), (Img2ImgBatchJob, self._img2img_batch),
-                                      (CaptionJob, self._caption), (WorkerCall, lambda call, job: call.fn(job))):
+                                      (CaptionJob, self._caption), (SvdJob, self._svd),
+                                      (WorkerCall, lambda call, job: call.fn(job))):
             self.job_handlers.register(payload_type, handler)
         self.queue = JobQueue(self.job_handlers, max_waiting=options.queue_size)
         self.control = ServerControl(self.queue)  # restart / stop (paragoger/lifecycle.py); server.serve attaches uvicorn
@@ -167,6 +180,9 @@ class AppContext:
 
     def _caption(self, payload: CaptionJob, job: Job):
         return self.captioners.caption(payload.captioner, payload.image, self.settings.as_dict())
+
+    def _svd(self, payload: SvdJob, job: Job):
+        return run_svd(self.svd, payload, job, self.paths.outputs_dir)
 
     def run_and_wait(self, payload):
         """Queue ``payload`` (paragoger/core/payloads.py) as a job, wait for it, and return its result (or raise its

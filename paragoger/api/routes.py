@@ -193,8 +193,13 @@ def build_router(context) -> APIRouter:
         finishes (its pictures are saved when asked), and the worker goes on with the next."""
         # the one check before queueing (core/checks.py): 4xx at once, never a job that fails later
         request = await run_in_threadpool(lambda: context.check(build(body)))
-        job = context.queue.submit(GenerationJob(request), meta={"respond": respond})
-        if wants_async(body):
+        return await wait_for(http_request, GenerationJob(request), respond, wants_async(body))
+
+    async def wait_for(http_request: Request, payload, respond: Callable[[Any], dict], asynchronous: bool):
+        """Queue ``payload``; answer 202 with the job id at once when ``asynchronous``, else wait and answer
+        ``respond(result)``. A client gone before its job starts has it taken off the queue."""
+        job = context.queue.submit(payload, meta={"respond": respond})
+        if asynchronous:
             return JSONResponse(status_code=202, content=job_brief(job))
         finished = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -223,6 +228,8 @@ def build_router(context) -> APIRouter:
     def job_brief(job: Job) -> dict:
         return {"job_id": job.id, "state": job.state, "position": context.queue.position(job),
                 "queue_size": context.queue.waiting_count()}
+
+    video_api.add_routes(router, context, wait_for)
 
     @router.post("/txt2img", response_model=schemas.ImagesResponse,
                  responses={202: {"description": 'With "async": true: {"job_id": ...}; see GET /jobs/{job_id}'}})

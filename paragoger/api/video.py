@@ -82,3 +82,98 @@ def forget_scratch(result: GenerationResult) -> None:
     """Videos written only to answer (the request did not ask to save): removed once encoded."""
     for folder in result.scratch_dirs:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ routes beyond A1111
+SVD_FIELDS = ("model", "width", "height", "frames", "steps", "min_guidance_scale", "max_guidance_scale", "fps",
+              "motion_bucket_id", "noise_aug_strength", "decode_chunk_size", "seed")
+# Forge's SVD tab names a few of these differently; its names are accepted too.
+SVD_ALIASES = {"video_frames": "frames", "sampling_steps": "steps", "min_cfg": "min_guidance_scale",
+               "cfg": "max_guidance_scale", "motion_bucket": "motion_bucket_id", "augmentation_level": "noise_aug_strength",
+               "sampling_seed": "seed", "svd_model": "model"}
+
+
+def svd_payload(body: dict, context):
+    """POST /sdapi/v1/svd's body -> SvdJob: ``image`` (base64), the SvdRequest fields (or Forge's names),
+    ``format`` (list of video formats), ``video_fps`` (of the written file; default: fps), ``save_images``."""
+    from paragoger.core.payloads import SvdJob
+    from paragoger.imaging.transport import decode_image_base64
+    from paragoger.video.files import VIDEO_FORMATS
+    from paragoger.video.svd import SvdRequest
+
+    if not isinstance(body, dict):
+        raise UserError("video_option_invalid", name="body", value=type(body).__name__, allowed="a JSON object")
+    image_data = body.get("image") or body.get("init_image")
+    if not image_data:
+        raise UserError("svd_no_picture")
+    values = {}
+    for key, value in body.items():
+        name = SVD_ALIASES.get(key, key)
+        if name in SVD_FIELDS and value is not None:
+            values[name] = value
+    for name in SVD_FIELDS:
+        if name in values and name != "model":
+            kind = float if name in ("min_guidance_scale", "max_guidance_scale", "noise_aug_strength") else int
+            from paragoger.video.options import _coerced
+            values[name] = _coerced(name, values[name], kind)
+    request = SvdRequest(image=decode_image_base64(image_data, field="image").convert("RGB"), **values).validate()
+    limit = context.settings["limit_video_frames"]
+    if request.frames is not None and request.frames > limit:
+        raise UserError("video_frames_out_of_range", frames=request.frames, high=limit)
+    formats = body.get("format") or ["MP4"]
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    unknown = [f for f in formats if str(f).upper() not in VIDEO_FORMATS]
+    if unknown:
+        raise UserError("video_format_unknown", format=unknown[0], known=", ".join(VIDEO_FORMATS))
+    fps = body.get("video_fps") or request.fps
+    return SvdJob(request=request, formats=tuple(str(f).upper() for f in formats),
+                  fps=float(_coerced_fps(fps)), save=bool(body.get("save_images", True)))
+
+
+def _coerced_fps(value):
+    from paragoger.video.options import _coerced
+
+    fps = _coerced("video_fps", value, float)
+    if not 0 < fps <= 120:
+        raise UserError("video_option_invalid", name="video_fps", value=value, allowed="1 to 120")
+    return fps
+
+
+def svd_response(output, formats) -> dict:
+    """The answer to /svd: each video file (base64) in ``videos`` and in ``images`` (as the AnimateDiff answer
+    puts them), the frames when "PNG" was asked, and the infotext."""
+    videos = []
+    if output.video is not None:
+        videos = [base64.b64encode(Path(output.video.files[fmt]).read_bytes()).decode("ascii")
+                  for fmt in formats if fmt in VIDEO_FILE_FORMATS and fmt in output.video.files]
+    frames = [encode_png_base64(frame, output.infotext) for frame in output.frames] if "PNG" in formats else []
+    files = {fmt: str(path) for fmt, path in output.video.files.items()} if output.video and not output.scratch_dirs \
+        else {}
+    answer = {"videos": videos, "images": videos + frames, "info": output.infotext, "seed": output.seed,
+              "interrupted": output.interrupted, "files": files}
+    for folder in output.scratch_dirs:
+        shutil.rmtree(folder, ignore_errors=True)
+    return answer
+
+
+def add_routes(router, context, wait_for) -> None:
+    """GET /motion-modules, /svd-models; POST /svd (``"async": true`` answers a job id, as txt2img does)."""
+    from fastapi import Body, Request
+    from fastapi.concurrency import run_in_threadpool
+
+    @router.get("/motion-modules")
+    def motion_modules():
+        library = context.motion_modules.library
+        library.refresh()
+        return [{"name": info.name, "title": info.title, "path": str(info.path)} for info in library.entries()]
+
+    @router.get("/svd-models")
+    def svd_models():
+        return [{"name": entry.name, "path": str(entry.path), "format": entry.format}
+                for entry in context.svd.library.entries()]
+
+    @router.post("/svd")
+    async def svd(http_request: Request, body: dict = Body(...)):
+        payload = await run_in_threadpool(lambda: svd_payload(body, context))
+        return await wait_for(http_request, payload, lambda output: svd_response(output, payload.formats),
+                              bool(body.get("async")))

@@ -64,6 +64,17 @@ class Img2ImgBatchJob:
 
 
 @dataclass(frozen=True, eq=False)
+class SvdJob:
+    """Stable Video Diffusion: a ``video.svd.SvdRequest`` and how to write it -> ``core.svd_job.SvdOutput``."""
+
+    request: Any
+    formats: tuple[str, ...] = ("MP4",)
+    fps: float = 6.0            # of the written video (the request's fps is the model's conditioning)
+    save: bool = True
+    kind: ClassVar[str] = "svd"
+
+
+@dataclass(frozen=True, eq=False)
 class WorkerCall:
     """``fn(job)`` run by the worker between other jobs (unloading models, an extension's device work)."""
 

@@ -233,17 +233,26 @@ class VideoGeneration:
 
     # 6. Save ------------------------------------------------------------------------------------------------------
     def _save(self, request, options, frames, seed: int, infotext: str, settings, scratch: list):
-        """Under outputs/<mode>-videos; a request that does not save (the API's default) still gets its files,
-        in a scratch folder the answer removes once it has sent them."""
-        from paragoger.video import files  # imageio-ffmpeg is only needed once a video is written
+        return write_video(self.engine.paths.outputs_dir, request.mode, frames, seed=seed, fps=options.output_fps,
+                           formats=options.format, infotext=infotext, loop=options.loop_number,
+                           save=request.save_images and settings["samples_save"], scratch=scratch)
 
-        if request.save_images and settings["samples_save"]:
-            outdir = self.engine.paths.outputs_dir / f"{request.mode}-videos"
-        else:
-            outdir = Path(tempfile.mkdtemp(prefix="paragoger-video-"))
+
+def write_video(outputs_dir: Path, mode: str, frames, *, seed: int, fps: float, formats, infotext: str,
+                loop: int = 0, save: bool = True, scratch: list | None = None):
+    """The video files of one video under outputs/<mode>-videos (AnimateDiff's txt2img / img2img, SVD's svd). A
+    request that does not save (the API's default) still gets its files, in a scratch folder (appended to
+    ``scratch``) that the answer removes once it has sent them."""
+    from paragoger.video import files  # imageio-ffmpeg is only needed once a video is written
+
+    if save:
+        outdir = outputs_dir / f"{mode}-videos"
+    else:
+        outdir = Path(tempfile.mkdtemp(prefix="paragoger-video-"))
+        if scratch is not None:
             scratch.append(outdir)
-        return files.save_video(frames, outdir=outdir, seed=seed, fps=options.output_fps, formats=options.format,
-                                infotext=infotext, loop=options.loop_number)
+    return files.save_video(frames, outdir=outdir, seed=seed, fps=fps, formats=formats, infotext=infotext,
+                            loop=loop)
 
 
 def _first_frame(latents: torch.Tensor) -> torch.Tensor:

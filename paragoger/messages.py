@@ -269,6 +269,10 @@ ENGLISH: dict[str, str] = {
     "svd_out_of_memory": "Out of memory while making a {width}x{height} video of {batch} frames on {device}, even "
                          "after unloading the models no job was using and trying once more. Try a smaller size, "
                          "fewer frames or a smaller decode chunk size, or close other programs that use the GPU.",
+    # video tab (paragoger/ui/tabs/video.py)
+    "video_folder_outside": "The folder of frames '{folder}' is outside {root}. While the app is shared on the "
+                            "network, folders typed into the page must be inside its data folder (relative names "
+                            "start there).",
 }
 
 

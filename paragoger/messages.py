@@ -269,6 +269,20 @@ ENGLISH: dict[str, str] = {
     "svd_out_of_memory": "Out of memory while making a {width}x{height} video of {batch} frames on {device}, even "
                          "after unloading the models no job was using and trying once more. Try a smaller size, "
                          "fewer frames or a smaller decode chunk size, or close other programs that use the GPU.",
+    # motion modules (AnimateDiff: paragoger/video/motion_modules.py, motion_unet.py, motion_lora.py)
+    "motion_module_not_found": "Motion module '{name}' was not found. Put motion module files (.ckpt or "
+                               ".safetensors, e.g. mm_sd_v15_v2.ckpt) into one of these folders and refresh: "
+                               "{folders}.",
+    "motion_module_unknown": "'{name}' is not an AnimateDiff motion module this app knows (v1, v2, v3, SDXL beta, "
+                             "AnimateLCM): its keys are not a motion module's. Is it a checkpoint or a LoRA?",
+    "motion_module_corrupt": "Could not read motion module '{name}': {reason}. The file may be truncated or "
+                             "damaged; download it again.",
+    "motion_module_wrong_family": "Motion module '{module}' is made for {module_family} checkpoints, but the "
+                                  "loaded checkpoint is {checkpoint_family}. Choose another motion module (SD 1.5: "
+                                  "mm_sd_v15_v2, v3_sd15_mm, AnimateLCM; SDXL: mm_sdxl_v10_beta) or another "
+                                  "checkpoint.",
+    "motion_module_does_not_fit": "Motion module '{module}' does not fit the loaded checkpoint: {reason}.",
+    "motion_lora_does_not_fit": "Motion LoRA '{name}' does not fit motion module '{module}': {reason}.",
     # video tab (paragoger/ui/tabs/video.py)
     "video_folder_outside": "The folder of frames '{folder}' is outside {root}. While the app is shared on the "
                             "network, folders typed into the page must be inside its data folder (relative names "

@@ -13,6 +13,9 @@ import binascii
 import shutil
 from pathlib import Path
 
+from fastapi import Body, Request
+from fastapi.concurrency import run_in_threadpool
+
 from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import UserError
 from paragoger.imaging.transport import encode_png_base64
@@ -158,9 +161,6 @@ def svd_response(output, formats) -> dict:
 
 def add_routes(router, context, wait_for) -> None:
     """GET /motion-modules, /svd-models; POST /svd (``"async": true`` answers a job id, as txt2img does)."""
-    from fastapi import Body, Request
-    from fastapi.concurrency import run_in_threadpool
-
     @router.get("/motion-modules")
     def motion_modules():
         library = context.motion_modules.library

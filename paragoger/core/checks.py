@@ -180,4 +180,7 @@ class RequestCheck:
             self.resolve_scripts(request)
         video = request.animatediff
         if video is not None and video.enable and video.model not in ("", "None") and self.find_motion_module:
-            self.find_motion_module(video.model)
+            try:
+                self.find_motion_module(video.model)
+            except UserError as err:  # the A1111 extension's clients expect 400 for an unknown module, not 404
+                raise UserError(err.key, **err.params) from None

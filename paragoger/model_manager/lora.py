@@ -31,6 +31,13 @@ PEFT adapters would add work to every step, a dependency, and cover neither LoHa
 applied, other users of the same modules (another generation on another thread) would see it: ``apply`` holds
 a per-model lock for its whole duration, so generations that use LoRAs on one model take turns.
 
+Motion LoRAs (AnimateDiff's ``v2_lora_ZoomIn.ckpt`` and the like) live in the same folders and are named by the
+same tags, but they change a motion module, not the checkpoint (keys ``down_blocks.0.motion_modules.0...
+attention_blocks.0.processor.to_q_lora.down.weight``). They are told apart by their keys (``kind`` "motion": from
+the safetensors header when listed, from the tensors once a ``.ckpt`` has been read), are not offered for a
+model family (``compatible``), and ``apply`` skips them: an image generation naming one is made as if it were
+not there. ``paragoger.video.motion_lora`` applies them to a motion module.
+
 Facts from A1111 kept here: a LoRA's name is its file stem; ``ss_output_name`` in the safetensors header is its
 alias (also accepted in tags); the hash is the header's ``sshs_model_hash`` if present, else for safetensors
 the "addnet" hash (sha256 of the bytes after the header), else the file's sha256; the infotext shows its first
@@ -46,7 +53,7 @@ import os
 import re
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -88,6 +95,8 @@ _LOHA_PARTS = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "h
 _LOKR_PARTS = {"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"}
 _FULL_PARTS = {"diff", "diff_b"}
 _KNOWN_PARTS = {"down", "up", "mid", "alpha", "scale", "dora_scale"} | _LOHA_PARTS | _LOKR_PARTS | _FULL_PARTS
+# A motion LoRA's key (see the module notes).
+_MOTION_LORA_KEY = re.compile(r"\.motion_modules\.\d+\..*\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 # Cross-attention context widths and text encoder widths of the real models.
 _CONTEXT_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
@@ -102,7 +111,8 @@ class LoraInfo:
     ``name``: the file stem, what ``<lora:name:1>`` uses; ``alias``: ``ss_output_name`` from the header (or the
     name); ``relative``: path within its folder; ``families``: the models it may be for (all three when the file
     does not tell); ``preview``: ``<stem>.png`` / ``<stem>.preview.png`` (or jpg/webp) beside it;
-    ``user_metadata``: ``<stem>.json`` beside it (A1111's per-network notes), if any.
+    ``user_metadata``: ``<stem>.json`` beside it (A1111's per-network notes), if any. ``kind``: "image", or
+    "motion" for a LoRA made for an AnimateDiff motion module (see the module notes).
     """
 
     name: str
@@ -113,6 +123,7 @@ class LoraInfo:
     families: tuple[str, ...] = FAMILIES
     preview: Path | None = None
     user_metadata: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    kind: str = "image"
 
     @property
     def is_safetensors(self) -> bool:
@@ -176,6 +187,11 @@ def addnet_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_motion_lora(keys: Iterable[str]) -> bool:
+    """Whether a LoRA file's keys are those of a motion LoRA (made for an AnimateDiff motion module)."""
+    return any(_MOTION_LORA_KEY.search(key) for key in keys)
+
+
 def families_of(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> tuple[str, ...]:
     """The model families a LoRA may be for (all three when nothing tells).
 
@@ -235,6 +251,8 @@ class LoraFile:
     metadata: dict[str, str]
     families: tuple[str, ...]
     nbytes: int
+    kind: str = "image"
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # a motion LoRA's own tensors, by key
 
 
 def _read_lora_file(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -309,6 +327,9 @@ def _alpha_from_diffusers_metadata(metadata: dict[str, str]) -> dict[str, float]
 
 
 def parse_lora(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> LoraFile:
+    nbytes = sum(t.numel() * t.element_size() for t in state_dict.values())
+    if is_motion_lora(state_dict):
+        return LoraFile({}, {}, [], metadata, FAMILIES, nbytes, kind="motion", tensors=dict(state_dict))
     groups: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     group_keys: dict[tuple[str, str], list[str]] = {}
     unknown = []
@@ -325,7 +346,6 @@ def parse_lora(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) ->
         if model in diffusers_scales and "alpha" not in parts and "scale" not in parts:
             parts["scale"] = torch.tensor(diffusers_scales[model])
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    nbytes = sum(t.numel() * t.element_size() for t in state_dict.values())
     return LoraFile(groups, group_keys, unknown, metadata, families_of(shapes, metadata), nbytes)
 
 
@@ -507,7 +527,8 @@ class LoraLibrary:
         families = families_of(shapes, metadata) if (shapes or metadata) else FAMILIES
         return LoraInfo(name=path.stem, path=path, relative=path.relative_to(folder).as_posix(),
                         alias=metadata.get("ss_output_name") or path.stem, metadata=metadata,
-                        families=families, preview=preview_beside(path), user_metadata=_user_metadata_beside(path))
+                        families=families, preview=preview_beside(path), user_metadata=_user_metadata_beside(path),
+                        kind="motion" if is_motion_lora(shapes) else "image")
 
     def entries(self) -> list[LoraInfo]:
         with self._lock:
@@ -519,7 +540,8 @@ class LoraLibrary:
             return self._entries.get(name) or self._aliases.get(name)
 
     def compatible(self, family: str) -> list[LoraInfo]:
-        return [info for info in self.entries() if family in info.families]
+        """Image LoRAs usable with a checkpoint of ``family`` (motion LoRAs are not)."""
+        return [info for info in self.entries() if family in info.families and info.kind != "motion"]
 
     # -------------------------------------------------------------------------------------------- hashes
 
@@ -581,6 +603,8 @@ class LoraLibrary:
         parsed = parse_lora(state_dict, metadata or dict(info.metadata))
         with self._lock:
             self.file_reads += 1
+            if parsed.kind != info.kind and self._entries.get(info.name) == info:  # a .ckpt: known once read
+                self._entries[info.name] = replace(info, kind=parsed.kind)
         return parsed
 
     def clear_cache(self) -> None:
@@ -644,6 +668,9 @@ class LoraLibrary:
         applied = []
         for call in calls:
             lora = self.load(call.info)
+            if lora.kind == "motion":
+                log.info("LoRA %s is a motion LoRA: it has no effect on a picture", call.info.name)
+                continue
             if components.family not in lora.families:
                 raise UserError("lora_wrong_architecture", name=call.info.name,
                                 lora_family=" / ".join(FAMILY_NAMES.get(f, f) for f in lora.families),

@@ -3,6 +3,8 @@ frames typed into the page stays inside the data folder while the app is shared 
 line says which context window is being sampled."""
 from __future__ import annotations
 
+import html
+
 import pytest
 from PIL import Image
 
@@ -48,9 +50,9 @@ def test_video_to_video_from_a_folder_of_frames_in_the_data_folder_makes_one_fra
     request = job.payload.request
     assert (request.mode, request.denoising_strength) == ("img2img", 0.5)
     assert len(request.animatediff.video_source) == 3 and request.animatediff.video_source_fps == 8.0
-    assert len(gallery) == 3 and "AnimateDiff: model: None" in infotext
+    assert len(gallery) == 3 and 'AnimateDiff: "model: None, video_length: 3, fps: 8' in html.unescape(infotext)
     assert player is None and last_video is None  # a GIF alone does not go into the player
-    assert [path.rsplit(".", 1)[-1] for path in files] == ["gif"]
+    assert sorted(path.rsplit(".", 1)[-1] for path in files) == ["gif", "txt"]  # the infotext beside it
 
 
 def test_text_to_video_without_a_motion_module_says_where_to_put_one(app_context):
@@ -81,3 +83,29 @@ def test_start_from_shows_the_inputs_that_start_needs(app_context, start, visibl
     picture, source, denoising, motion = _start_updates(app_context, start, None)
     assert (picture["visible"], source["visible"], denoising["visible"]) == visible
     assert ("None" in motion["choices"]) == (start == "Video")
+
+
+def run_svd_tab(context, wanted: dict) -> list:
+    generate = handler(build_ui(context), "generate_svd", "svd_image")
+    return call_handler(generate, wanted)
+
+
+def test_the_svd_sub_tab_makes_a_video_from_a_picture_and_shows_it_with_its_files(app_context):
+    from tests.fixtures.svd import write_svd_folder
+
+    write_svd_folder(app_context.paths.svd_dirs[-1] / "svd-tiny", frames=3)
+    picture = Image.new("RGB", (80, 48), (200, 120, 40))
+    *_, (progress, player, files, infotext, _, error) = run_svd_tab(app_context, {
+        "svd_image": picture, "svd_model": "svd-tiny", "svd_width": 64, "svd_height": 64, "svd_steps": 2,
+        "svd_seed": 5, "svd_formats": ["MP4", "GIF"]})
+    assert error == "" and progress == ""
+    [job] = app_context.queue.finished()
+    assert job.kind == "svd" and job.payload.request.seed == 5 and job.payload.formats == ("MP4", "GIF")
+    assert player.endswith(".mp4") and "svd-videos" in player
+    assert sorted(path.rsplit(".", 1)[-1] for path in files) == ["gif", "mp4", "txt"]
+    assert "Seed: 5" in infotext
+
+
+def test_the_svd_sub_tab_without_a_picture_says_so_before_queueing(app_context):
+    *_, last = run_svd_tab(app_context, {"svd_image": None})
+    assert "picture" in last[-1] and app_context.queue.finished() == []

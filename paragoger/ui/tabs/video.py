@@ -57,11 +57,12 @@ def build_animatediff(context, settings, checkpoint_dropdown=None) -> generation
                                    sources=["upload", "clipboard"])
             with gr.Group(visible=False) as source_group:
                 source = gr.File(label=label("Source video"), file_types=SOURCE_TYPES, file_count="single",
-                                 type="filepath", elem_id="video_source")
+                                 type="filepath", elem_id="video_source", height=150)
                 folder = gr.Textbox(label=label("or a folder of frames"), elem_id="video_source_folder",
                                     placeholder=label("A folder of .png / .jpg / .webp frames"))
-                mask = gr.File(label=label("Mask video (optional; white = regenerate)"), file_types=SOURCE_TYPES,
-                               file_count="single", type="filepath", elem_id="video_mask")
+                with gr.Accordion(label("Mask video (optional)"), open=False, elem_id="video_mask_accordion"):
+                    mask = gr.File(label=label("Mask video: white = regenerate"), file_types=SOURCE_TYPES,
+                                   file_count="single", type="filepath", elem_id="video_mask", height=150)
             denoising = gr.Slider(0, 1, value=0.75, step=0.01, label=label("Denoising strength"), visible=False,
                                   elem_id="video_denoising_strength")
             with gr.Row():

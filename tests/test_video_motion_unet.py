@@ -211,3 +211,11 @@ def test_a_picture_naming_a_motion_lora_is_made_as_if_it_were_not_named(app_cont
     image_calls, motion_loras = split_motion_loras(app_context.loras, calls)
     assert image_calls == [] and [(m.name, m.multiplier) for m in motion_loras] == [("v2_lora_ZoomIn", 0.7)]
     assert is_motion_lora(motion_loras[0].state_dict)
+
+
+def test_a_part_left_without_weights_is_a_clear_error_not_a_silent_meta_tensor():
+    """Real-size UNet and module on the meta device: everything fits, but no part holds weights, which the motion
+    UNet must refuse (the guard against a diffusers version adding a part this app does not fill)."""
+    module = real_size_module("mm_sd_v15_v2.ckpt", [320, 640, 1280, 1280], True)
+    with pytest.raises(RuntimeError, match="has diffusers' UNetMotionModel changed"):
+        motion_unet(real_size_unet(configs.SD15), module)

@@ -39,6 +39,7 @@ from paragoger.model_manager.lora import lora_hashes_field
 from paragoger.model_manager.out_of_memory import retry_once, tiled_decode
 from paragoger.notices import Notices
 from paragoger.upscale import UpscalerRegistry
+from paragoger.video.motion_lora import split_motion_loras
 
 
 CHECKPOINT_NOTICE = "checkpoint"  # the Notices key of "the chosen checkpoint is missing, another is used"
@@ -164,11 +165,14 @@ class Engine:
                                 emphasis=settings["emphasis"],
                                 embeddings=self.embeddings.for_components(components) if self.embeddings else None)
         lora_calls = self.loras.resolve(prompts.extra_networks)[0] if self.loras else []
+        motion_loras = []
+        if video.wanted(request) and lora_calls:  # motion LoRAs change the motion module, not the checkpoint
+            lora_calls, motion_loras = split_motion_loras(self.loras, lora_calls)
         with self._networks(components, lora_calls) as applied_loras:
             if video.wanted(request):
                 result = self.videos.generate(
                     request, job, run, settings=settings, components=components, encoder=encoder, prompts=prompts,
-                    sampler=sampler, schedule=schedule,
+                    sampler=sampler, schedule=schedule, motion_loras=motion_loras,
                     network_parameters=self._network_parameters(encoder, applied_loras, settings))
                 job.progress.textinfo = "done"
                 return result

@@ -12,6 +12,7 @@ One video per seed (batch count makes several, each with the next seed). Steps f
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,8 @@ from paragoger.errors import UserError
 from paragoger.imaging import infotext as infotexts
 from paragoger.imaging.resize import resize_image
 from paragoger.video import free_init, starts
-from paragoger.video.motion_unet import motion_unet
+from paragoger.video.motion_lora import apply_motion_loras
+from paragoger.video.motion_unet import check_fits, motion_unet
 from paragoger.video.prompt_travel import frame_weights, interpolate, parse_prompt_travel
 from paragoger.video.windowed_unet import WindowedMotionUNet
 from paragoger.video.windows import context_windows
@@ -64,7 +66,7 @@ class VideoGeneration:
             if job.interrupted:
                 break
             seed = first_seed + index
-            with self.motion_modules.loras_applied(module, motion_loras) if module and motion_loras else _nothing():
+            with apply_motion_loras(module, motion_loras) if module and motion_loras else contextlib.nullcontext():
                 frames = (self._frames_with_module(request, options, module, job, run, settings, components, encoder,
                                                    prompts, sampler, schedule, seed, index)
                           if module else self._frames_one_by_one(request, options, job, run, settings, components,
@@ -95,9 +97,7 @@ class VideoGeneration:
                 return None  # nothing installed: video to video frame by frame
             raise UserError("motion_module_needed")
         module = self.motion_modules.get(options.model or self.motion_modules.library.entries()[0].name)
-        if module.spec.family != components.family:
-            raise UserError("motion_module_wrong_family", module=module.info.name, family=module.spec.family,
-                            checkpoint_family=components.family)
+        check_fits(components.unet, module, family=components.family)  # before any sampling: a clear 400
         return module
 
     # 2-5. Frames with a motion module -------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class VideoGeneration:
         guidance = self._guidance(encoder, prompts, request, options, frames)
         windows = context_windows(frames, min(options.batch_size, module.spec.max_frames), stride=options.stride,
                                   overlap=options.overlap, closed_loop=options.is_closed_loop)
-        unet = WindowedMotionUNet(motion_unet(components.unet, module), windows, frames,
+        unet = WindowedMotionUNet(motion_unet(components.unet, module, family=components.family), windows, frames,
                                   on_window=lambda n, count: _say_window(job, n, count))
         added_time_ids = engine._sdxl_time_ids(request, components, frames)
         iterations = options.freeinit_iters if options.freeinit_enable and not self._has_source(request, options) else 1
@@ -264,10 +264,3 @@ def _say_window(job, number: int, count: int) -> None:
     if count > 1:
         job.progress.textinfo = f"window {number}/{count}"
 
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -283,6 +283,10 @@ ENGLISH: dict[str, str] = {
                                   "checkpoint.",
     "motion_module_does_not_fit": "Motion module '{module}' does not fit the loaded checkpoint: {reason}.",
     "motion_lora_does_not_fit": "Motion LoRA '{name}' does not fit motion module '{module}': {reason}.",
+    # video tab (paragoger/ui/tabs/video.py)
+    "video_folder_outside": "The folder of frames '{folder}' is outside {root}. While the app is shared on the "
+                            "network, folders typed into the page must be inside its data folder (relative names "
+                            "start there).",
 }
 
 

@@ -13,7 +13,7 @@ from paragoger.ui import widgets
 from paragoger.ui.extensions import build_extensions_tab
 from paragoger.ui.labels import label, reset_table, use_table
 from paragoger.ui.memory import build_memory_tab
-from paragoger.ui.tabs import extras, img2img, txt2img
+from paragoger.ui.tabs import extras, img2img, txt2img, video
 from paragoger.ui.tabs import image_to_text
 
 TITLE = "Paragoger SD"
@@ -142,6 +142,8 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     txt2img_panel = txt2img.build(context, context.settings, checkpoint)
                 with gr.Tab(label("img2img"), id="img2img", elem_id="tab_img2img"):
                     img2img_panel = img2img.build(context, context.settings, checkpoint)
+                with gr.Tab(label("Video"), id="video", elem_id="tab_video"):
+                    video_panel = video.build(context, context.settings, checkpoint)
                 with gr.Tab(label("Extras"), id="extras", elem_id="tab_extras"):
                     extras_panel = extras.build(context)
                 with gr.Tab(label("Image to text"), id="image_to_text", elem_id="tab_image_to_text"):
@@ -155,7 +157,7 @@ def build_ui(context, *, translations: dict[str, str] | None = None) -> gr.Block
                     build_memory_tab(context, memory_tab)
                 with gr.Tab(label("Settings"), id="settings", elem_id="tab_settings"):
                     build_settings_tab(context)
-            for source in (txt2img_panel, img2img_panel):
+            for source in (txt2img_panel, img2img_panel, video_panel):  # a video's frames are pictures too
                 img2img.wire_send_to(source, img2img_panel, tabs)
                 extras.wire_send_to(source, extras_panel, tabs)
         return demo

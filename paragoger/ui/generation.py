@@ -8,11 +8,11 @@ name (``ui/named.py``), so adding a control never shifts another's value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import gradio as gr
 
-from paragoger.core.jobs import FAILED
+from paragoger.core.jobs import CANCELLED, FAILED
 from paragoger.core.payloads import GenerationJob
 from paragoger.core.request import GenerationRequest
 from paragoger.errors import UserError
@@ -81,8 +81,11 @@ def prompt_row(context, tab: str, checkpoint_dropdown=None) -> dict:
                 interrupt=interrupt, skip=skip, styles=styles, paste=paste, checkpoint_dropdown=checkpoint_dropdown)
 
 
-def sampling_controls(context, settings, tab: str, after_steps: Callable[[], None] | None = None) -> dict:
-    """``after_steps`` builds a tab's own controls below Sampling steps (txt2img: Hires. fix, as in A1111)."""
+def sampling_controls(context, settings, tab: str, after_steps: Callable[[], None] | None = None, *,
+                      batch_size: bool = True, scripts: bool = True) -> dict:
+    """``after_steps`` builds a tab's own controls below Sampling steps (txt2img: Hires. fix, as in A1111).
+    ``batch_size=False`` hides Batch size (kept at 1: a video is one batch of frames already); ``scripts=False``
+    leaves out the Script dropdown and always-on scripts (the Video tab: scripts are written for pictures)."""
     samplers = [spec["name"] for spec in context.samplers.samplers()]
     schedules = [spec["label"] for spec in context.samplers.schedules()]
     with gr.Row():
@@ -101,18 +104,24 @@ def sampling_controls(context, settings, tab: str, after_steps: Callable[[], Non
         with gr.Column():
             batch_count = gr.Slider(1, 100, value=1, step=1, label=label("Batch count"),
                                     elem_id=f"{tab}_batch_count")
-            batch_size = gr.Slider(1, 8, value=1, step=1, label=label("Batch size"), elem_id=f"{tab}_batch_size")
+            batch_size_slider = gr.Slider(1, 8, value=1, step=1, label=label("Batch size"),
+                                          elem_id=f"{tab}_batch_size", visible=batch_size)
     cfg_scale = gr.Slider(1, 30, value=settings["default_cfg_scale"], step=0.5, label=label("CFG Scale"),
                           elem_id=f"{tab}_cfg_scale")
     seeds = widgets.seed_widgets(tab)
-    scripts = script_controls(context, tab)  # extensions: Script dropdown, always-on scripts
+    script_widgets = script_controls(context, tab) if scripts else None  # extensions: Script dropdown, always-on
     return dict(sampler=sampler, scheduler=scheduler, steps=steps, width=width, height=height,
-                batch_count=batch_count, batch_size=batch_size, cfg_scale=cfg_scale, seeds=seeds, scripts=scripts)
+                batch_count=batch_count, batch_size=batch_size_slider, cfg_scale=cfg_scale, seeds=seeds,
+                scripts=script_widgets)
 
 
-def output_panel(panel: GenerationPanel) -> None:
+def output_panel(panel: GenerationPanel, before_gallery: Callable[[], None] | None = None) -> None:
+    """``before_gallery`` builds a tab's own outputs between the progress bar and the gallery (the Video tab's
+    player and files)."""
     tab = panel.tab
     panel.progress = gr.HTML(elem_id=f"{tab}_progress")
+    if before_gallery is not None:
+        before_gallery()
     panel.gallery = gr.Gallery(label=label("Output"), format="png", columns=2, height=520, type="filepath",
                                object_fit="contain",
                                elem_id=f"{tab}_gallery", interactive=False)
@@ -147,9 +156,16 @@ def gallery_items(result) -> list:
     return items
 
 
-def run_request(context, request: GenerationRequest):
+def run_request(context, request: GenerationRequest, *, details: bool = False):
     """Queue ``request`` and yield (job, status-html, preview) while it waits and runs; the job at the end."""
-    job = context.queue.submit(GenerationJob(request))
+    yield from run_job(context, GenerationJob(request), details=details)
+
+
+def run_job(context, payload, *, details: bool = False):
+    """Queue any job ``payload`` (``core/payloads.py``) and yield (job, status-html, preview) while it waits and
+    runs; the job at the end. ``details``: the progress line also shows the job's own text (a video's
+    "window 2/3", "decoding")."""
+    job = context.queue.submit(payload)
     last_preview = -1
     while not job.wait(POLL_SECONDS):
         position = context.queue.position(job)
@@ -158,7 +174,7 @@ def run_request(context, request: GenerationRequest):
             last_preview, preview = job.progress.preview_id, job.progress.preview
         status = context.job_status(job, include_image=False)
         yield job, widgets.progress_html(status, position=position, running=context.queue.current,
-                                                 catalogue=context.translations()), preview
+                                         catalogue=context.translations(), details=details), preview
     yield job, "", None
 
 
@@ -176,11 +192,17 @@ def base_request(context, mode: str, values: Mapping[str, Any]) -> GenerationReq
 
 
 def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None = None,
-         fill_request: Callable[[GenerationRequest, dict], GenerationRequest] | None = None) -> None:
+         fill_request: Callable[[GenerationRequest, dict], GenerationRequest] | None = None,
+         result_outputs: Sequence[Any] = (), result_values: Callable[[Any], list] | None = None,
+         progress_details: bool = False) -> None:
     """Connect Generate (and Enter in the prompt), Interrupt, Skip, reuse seed and the token counter.
     ``controls``: the tab's own {name: component}; ``fill_request(request, values)`` puts their values (read by
-    name, with the common ones) into the request."""
+    name, with the common ones) into the request. ``result_outputs``: the tab's own result components besides the
+    gallery (the Video tab's player and files), filled from the GenerationResult by ``result_values(result)`` (one
+    value per component, in order) and left as they are by every other update. ``progress_details``: the
+    progress line shows the job's own text too ("window 2/3")."""
     job_id = gr.State(None)
+    unchanged = [gr.update() for _ in result_outputs]
     last_seed = gr.State(-1)
     controls = named.merged(panel.common_controls(), controls or {})
     script_inputs = panel.scripts.all_inputs() if panel.scripts is not None else []
@@ -195,21 +217,28 @@ def wire(context, panel: GenerationPanel, *, controls: Mapping[str, Any] | None 
                 request = panel.scripts.fill(request, data)
             request = context.check(request)  # the one check before queueing (core/checks.py)
             job = None
-            for job, status_html, preview in run_request(context, request):
+            for job, status_html, preview in run_request(context, request, details=progress_details):
                 yield (gr.update(value=[preview]) if preview is not None else gr.update(), status_html,
-                       gr.update(), job.id, gr.update(), "")
+                       gr.update(), job.id, gr.update(), *unchanged, "")
         except UserError as err:
-            yield gr.update(), "", gr.update(), None, gr.update(), widgets.error_html(context.describe(err))
+            yield (gr.update(), "", gr.update(), None, gr.update(), *unchanged,
+                   widgets.error_html(context.describe(err)))
             return
         if job.state == FAILED:
-            yield gr.update(value=[]), "", gr.update(), None, gr.update(), widgets.error_html(context.describe(job.error))
+            yield (gr.update(value=[]), "", gr.update(), None, gr.update(), *unchanged,
+                   widgets.error_html(context.describe(job.error)))
+            return
+        if job.state == CANCELLED:  # interrupted while it still waited in the queue: nothing was made
+            yield gr.update(), "", gr.update(), None, gr.update(), *unchanged, ""
             return
         result = job.result
         text = result.images[0].infotext if result.images else ""
         first_seed = result.images[0].seed if result.images else -1
-        yield gallery_items(result), "", widgets.infotext_html(text), None, first_seed, ""
+        own = list(result_values(result)) if result_values is not None else []
+        yield gallery_items(result), "", widgets.infotext_html(text), None, first_seed, *own, ""
 
-    outputs = [panel.gallery, panel.progress, panel.infotext, job_id, last_seed, panel.error]
+    # the error box stays last and the job id fourth, whatever a tab adds (tests and tabs read them there)
+    outputs = [panel.gallery, panel.progress, panel.infotext, job_id, last_seed, *result_outputs, panel.error]
     for trigger in (panel.generate.click, panel.prompt.submit):
         trigger(generate, inputs=named.inputs(controls, script_inputs), outputs=outputs, concurrency_limit=None,
                 show_progress="hidden", api_visibility="private")

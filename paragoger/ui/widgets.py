@@ -71,9 +71,10 @@ def token_counter_html(tokens: int, limit: int) -> str:
 
 
 def progress_html(status: dict | None, *, position: int | None = None, running=None,
-                  catalogue: dict | None = None) -> str:
+                  catalogue: dict | None = None, details: bool = False) -> str:
     """The progress bar: queue position (and the job running meanwhile, ``running``: a Job) while waiting, then
-    step, ETA and a bar while sampling. ``catalogue``: the translation table in use."""
+    step, ETA and a bar while sampling. ``catalogue``: the translation table in use. ``details``: the job's own
+    text (``textinfo``: a video's "window 2/3") comes first."""
     if position is not None and position > 0:
         text = messages.render("progress_queued", catalogue, position=position)
         if running is not None:
@@ -86,6 +87,8 @@ def progress_html(status: dict | None, *, position: int | None = None, running=N
     percent = int(round(100 * status.get("progress", 0.0)))
     parts = [messages.render("progress_step", catalogue, step=state.get("sampling_step", 0),
                              total=state.get("sampling_steps", 0))]
+    if details and status.get("textinfo"):
+        parts.insert(0, str(status["textinfo"]))
     if state.get("job_count", 1) > 1:
         parts.insert(0, f"{state.get('job_no', 0) + 1}/{state.get('job_count', 1)}")
     if status.get("eta_relative"):
@@ -97,6 +100,20 @@ def progress_html(status: dict | None, *, position: int | None = None, running=N
 
 def error_html(message: str) -> str:
     return f'<div class="paragoger-error" role="alert">{html.escape(message)}</div>'
+
+
+def video_files(saved) -> tuple:
+    """(the MP4, else WebM, for the page's player; every file written, a PNG folder as its frames, for the files
+    list) of a ``video.files.SavedVideo``; (None, None) for none."""
+    from pathlib import Path
+
+    if saved is None:
+        return None, None
+    playable = next((str(saved.files[fmt]) for fmt in ("MP4", "WEBM") if fmt in saved.files), None)
+    written = []
+    for path in map(Path, saved.files.values()):
+        written += sorted(str(p) for p in path.iterdir() if p.is_file()) if path.is_dir() else [str(path)]
+    return playable, written or None
 
 
 def infotext_html(infotext: str) -> str:

@@ -169,9 +169,12 @@ def mount_ui(app, context):
     """Mount the page at "/" of ``app`` (after the API routes, which a mount at "/" would otherwise shadow)."""
     demo = build_ui(context)
     demo.queue(default_concurrency_limit=1)
+    # The outputs folder may be anywhere (--outdir, --data-dir): the page shows saved pictures and videos from it.
+    # Gradio serves only the working folder and the temp folder unless told; the page's users see these files
+    # anyway (behind --gradio-auth when set).
     app = gr.mount_gradio_app(app, demo, path="/", auth=list(context.options.gradio_auth) or None,
                               css=widgets.CSS, head=page_scripts() + context.extensions.page_head(),
-                              footer_links=["api"])
+                              footer_links=["api"], allowed_paths=[str(context.paths.outputs_dir)])
     # On restart or stop, end the page's heartbeat streams at once (Gradio's own stop signal) instead of
     # letting the server wait for them.
     for route in app.routes:

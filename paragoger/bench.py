@@ -5,6 +5,7 @@
     python -m paragoger.bench --checkpoint models/Stable-diffusion/x.safetensors
     python -m paragoger.bench --full-size --http --size 128 --steps 8   # also end to end over HTTP (SD 1.5 layout)
     python -m paragoger.bench --full-size --switch 6                    # also RSS and seconds per checkpoint switch
+    python -m paragoger.bench --full-size --video --size 128 --steps 4  # only: a 16-frame AnimateDiff video
 
 Both sides use the very same module objects (diffusers' pipeline is built from our loaded components), so only
 the loop, conditioning and bookkeeping differ. Seconds per step are medians of per-step wall times, taken in
@@ -219,6 +220,20 @@ def end_to_end(args) -> dict:
     return report
 
 
+def video(args) -> dict:
+    """``--video``: measured alone in this process, so the peak memory figures are the video's own."""
+    import torch
+
+    from paragoger import bench_video
+
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-video-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "checkpoint").mkdir()
+        model_path = _model_file(args, workdir / "checkpoint")
+        return bench_video.measure_video(args, workdir, model_path, peak_rss_mb)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paragoger.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="SD 1.5-sized random weights instead of tiny")
@@ -240,13 +255,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--switch", type=int, default=0, metavar="N",
                         help="also switch checkpoints N times over HTTP (two files, keep 1 and keep 2): the app's "
                              "RSS and seconds per switch")
+    parser.add_argument("--video", action="store_true",
+                        help="instead: a video of --frames frames with a motion module, against diffusers' "
+                             "AnimateDiffPipeline, and peak memory of a video job over a picture job (bench_video.py)")
+    parser.add_argument("--frames", type=int, default=16, help="frames of the --video bench")
     args = parser.parse_args(argv)
     if args.http and not (args.full_size or args.checkpoint):
         parser.error("--http compares with diffusers' SD 1.5 pipeline: give --full-size or an SD 1.5 --checkpoint")
     big = args.full_size or args.checkpoint
     args.steps = args.steps or (6 if big else 20)
     args.size = args.size or (256 if big else 64)
-    report = run(args)
+    if args.video:
+        report = video(args)
+    else:
+        report = run(args)
     if args.memory:
         report.update(memory_by_kind(args))
     if args.http or args.switch:

@@ -236,6 +236,9 @@ ENGLISH: dict[str, str] = {
     "motion_module_needed": "Text and image to video need a motion module: put one (e.g. mm_sd_v15_v2.ckpt) into "
                             "models/AnimateDiff and press refresh. Video to video also works without one, frame by "
                             "frame.",
+    "motion_module_needs_base_checkpoint": "Motion modules work with ordinary checkpoints; '{checkpoint}' is a "
+                                           "{variant} checkpoint. Choose another, or use video to video with the "
+                                           "motion module set to None (frame by frame).",
     "video_not_base64": "'{field}' is not base64 data of a video file.",
     "video_path_missing": "'{field}': there is no file or folder '{path}' in the data folder.",
     "video_source_missing": "Video to video needs a source video (MP4, WebM, GIF or a folder of frames).",

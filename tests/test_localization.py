@@ -71,6 +71,9 @@ def texts_the_app_labels() -> set[str]:
     from paragoger.ui.memory import COLUMNS
 
     found |= set(KINDS.values()) | set(COLUMNS)  # the Memory tab's model kinds and column titles
+    from paragoger.ui.tabs.video import CLOSED_LOOP_HELP
+
+    found.add(CLOSED_LOOP_HELP)  # too long for one line of code
     for script in builtin_scripts():
         found.add(script.title)
         for is_img2img in (False, True):

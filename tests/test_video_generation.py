@@ -206,3 +206,57 @@ def test_interrupt_keeps_the_frames_and_writes_them(video_context):
     result = video_context.engine.generate(video_request(save_images=True, steps=6), job)
     assert result.interrupted and len(result.images) == 4
     assert video_info(result.videos[0].files["MP4"])[0] == 4
+
+
+def test_a_motion_lora_in_the_prompt_changes_the_motion_module_for_that_video_only(video_context):
+    from tests.fixtures.motion import write_motion_lora
+
+    module_file = video_context.paths.animatediff_dirs[0] / MODULE
+    write_motion_lora(video_context.paths.lora_dirs[-1] / "v2_lora_TinyZoom.safetensors", module_file, seed=8)
+    video_context.loras.refresh()
+    plain = video_context.engine.generate(video_request())
+    module = video_context.motion_modules.get(MODULE)
+    before = {key: value.clone() for key, value in module.adapter.state_dict().items()}
+    zoomed = video_context.engine.generate(video_request(prompt=PROMPT + " <lora:v2_lora_TinyZoom:1>"))
+    assert any(np.abs(pixels(a.image) - pixels(b.image)).max() > 2 for a, b in zip(plain.images, zoomed.images))
+    after = module.adapter.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    again = video_context.engine.generate(video_request())
+    assert all(np.array_equal(pixels(a.image), pixels(b.image)) for a, b in zip(plain.images, again.images))
+
+
+def test_sdxl_text_to_video_gives_the_same_frames_as_diffusers_sdxl_animatediff_pipeline(app_context, tiny_sdxl_file):
+    from diffusers import AnimateDiffSDXLPipeline
+
+    import shutil
+    shutil.copyfile(tiny_sdxl_file, app_context.paths.checkpoint_dirs[-1] / "tiny-sdxl.safetensors")
+    app_context.library.refresh()
+    write_motion_module(app_context.paths.animatediff_dirs[0] / "mm_tiny_sdxl.safetensors", "sdxl", seed=4)
+    app_context.motion_modules.library.refresh()
+    request = video_request(checkpoint="tiny-sdxl.safetensors", video=dict(model="mm_tiny_sdxl.safetensors"))
+    ours = app_context.engine.generate(request)
+    components = app_context.cache.current
+    pipe = AnimateDiffSDXLPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, text_encoder_2=components.text_encoder_2,
+        tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.unet,
+        motion_adapter=motion_adapter("sdxl", seed=4),
+        scheduler=DDIMScheduler.from_config(motion_scheduler_config(components.scheduler_config)))
+    # diffusers 0.42's from_unet2d leaves SDXL's added-embedding layer random: give the reference the model's own
+    pipe.unet.add_embedding.load_state_dict(components.unet.add_embedding.state_dict())
+    reference = pipe(PROMPT, negative_prompt=NEGATIVE, num_frames=4, num_inference_steps=3, guidance_scale=7.0,
+                     width=64, height=64, generator=torch.Generator("cpu").manual_seed(77)).frames[0]
+    assert_same_frames([item.image for item in ours.images], frames_of(reference))
+
+
+def test_motion_modules_refuse_an_inpainting_checkpoint_with_the_reason(app_context, tiny_model_file):
+    import shutil
+
+    from paragoger.errors import UserError
+
+    shutil.copyfile(tiny_model_file("sd1-inpaint", "safetensors"),
+                    app_context.paths.checkpoint_dirs[-1] / "tiny-inpainting.safetensors")
+    app_context.library.refresh()
+    write_motion_module(app_context.paths.animatediff_dirs[0] / MODULE, "v2", seed=3)
+    app_context.motion_modules.library.refresh()
+    with pytest.raises(UserError, match="ordinary checkpoints"):
+        app_context.engine.generate(video_request(checkpoint="tiny-inpainting.safetensors"))

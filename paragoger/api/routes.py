@@ -56,9 +56,10 @@ def txt2img_request(body: schemas.Txt2ImgBody) -> GenerationRequest:
     )
 
 
-def img2img_request(body: schemas.Img2ImgBody) -> GenerationRequest:
-    """A1111's img2img body: the txt2img fields plus the pictures (plain base64 or data URLs) and mask options."""
-    if not body.init_images:
+def img2img_request(body: schemas.Img2ImgBody, *, picture_optional: bool = False) -> GenerationRequest:
+    """A1111's img2img body: the txt2img fields plus the pictures (plain base64 or data URLs) and mask options.
+    ``picture_optional``: video to video, whose first frame is the picture when none is given."""
+    if not body.init_images and not picture_optional:
         raise UserError("init_image_missing")
     images = [decode_image_base64(data, field=f"init_images[{i}]").convert("RGB")
               for i, data in enumerate(body.init_images)]
@@ -247,7 +248,9 @@ def build_router(context) -> APIRouter:
             parameters["init_images"] = body.init_images
             parameters["mask"] = body.mask
         return await generation(http_request, body,
-                                lambda b: video_api.take_animatediff(img2img_request(b), context),
+                                lambda b: video_api.take_animatediff(
+                                    img2img_request(b, picture_optional=video_api.has_video_source(b.alwayson_scripts)),
+                                    context),
                                 lambda result: images_response(result, parameters, context))
 
     def find_job(job_id: str) -> Job:

@@ -24,26 +24,44 @@ from paragoger.video.options import SCRIPT_TITLE, AnimateDiffOptions
 VIDEO_FILE_FORMATS = ("GIF", "MP4", "WEBM", "WEBP")
 
 
+def _script_args(scripts) -> tuple[str | None, object, dict]:
+    """(the key the AnimateDiff script is under, its args, its one dict of settings) of ``alwayson_scripts``."""
+    key = next((name for name in (scripts or {}) if str(name).lower() == SCRIPT_TITLE.lower()), None)
+    if key is None:
+        return None, None, {}
+    entry = scripts[key]
+    args = entry.get("args", []) if isinstance(entry, dict) else entry
+    raw = args[0] if isinstance(args, list) and args else args if isinstance(args, dict) else {}
+    return key, args, raw if isinstance(raw, dict) else {}
+
+
+def has_video_source(scripts) -> bool:
+    """Whether an img2img body's AnimateDiff settings name a source video (which then gives the picture)."""
+    _, _, raw = _script_args(scripts)
+    return bool(raw.get("enable", True)) and bool(raw.get("video_source") or raw.get("video_path"))
+
+
 def take_animatediff(request: GenerationRequest, context) -> GenerationRequest:
     """The request with the AnimateDiff script's arguments moved from ``alwayson_scripts`` into
     ``request.animatediff`` (its title matched without regard to case, as A1111 matches script titles)."""
     scripts = dict(request.alwayson_scripts or {})
-    key = next((name for name in scripts if str(name).lower() == SCRIPT_TITLE.lower()), None)
+    key, args, raw = _script_args(scripts)
     if key is None:
         return request
-    entry = scripts.pop(key)
-    args = entry.get("args", []) if isinstance(entry, dict) else entry
+    scripts.pop(key)
     options = AnimateDiffOptions.from_api(args)
-    raw = args[0] if isinstance(args, list) and args else args if isinstance(args, dict) else {}
+    changes = {}
     if options.enable:
         limit = context.settings["limit_video_frames"]
         source = _source(raw.get("video_source"), raw.get("video_path"), context, limit, "video_source")
         if source is not None:
             options.video_source, options.video_source_fps = source.frames, source.fps
+            if request.mode == "img2img" and not request.init_images:
+                changes["init_images"] = [source.frames[0].convert("RGB")]
         mask = _source(None, raw.get("mask_path"), context, limit, "mask_path")
         if mask is not None:
             options.mask_frames = mask.frames
-    return request.copy(alwayson_scripts=scripts, animatediff=options)
+    return request.copy(alwayson_scripts=scripts, animatediff=options, **changes)
 
 
 def _source(data, path, context, limit: int, field: str):

@@ -28,6 +28,7 @@ from paragoger.core.request import GeneratedImage, GenerationRequest, Generation
 from paragoger.errors import UserError
 from paragoger.imaging import infotext as infotexts
 from paragoger.imaging.resize import resize_image
+from paragoger.model_manager.out_of_memory import retry_once
 from paragoger.video import free_init, starts
 from paragoger.video.motion_lora import apply_motion_loras
 from paragoger.video.motion_unet import check_fits, motion_unet
@@ -96,6 +97,9 @@ class VideoGeneration:
             if options.video_source:
                 return None  # nothing installed: video to video frame by frame
             raise UserError("motion_module_needed")
+        if components.variant != "base":  # an inpainting, depth or pix2pix UNet takes more than the latents
+            raise UserError("motion_module_needs_base_checkpoint", checkpoint=components.info.name,
+                            variant=components.variant)
         module = self.motion_modules.get(options.model or self.motion_modules.library.entries()[0].name)
         check_fits(components.unet, module, family=components.family)  # before any sampling: a clear 400
         return module
@@ -115,29 +119,16 @@ class VideoGeneration:
                                   on_window=lambda n, count: _say_window(job, n, count))
         added_time_ids = engine._sdxl_time_ids(request, components, frames)
         iterations = options.freeinit_iters if options.freeinit_enable and not self._has_source(request, options) else 1
-        first_noise = generators = None
+        noise = _TextToVideoNoise(shape, seed, settings["randn_source"].lower(), device, dtype, options)
         latents = None
         for iteration in range(iterations):
             scheduler = self._scheduler(sampler, schedule, components, seed, request.steps, device)
             start = self._start(request, options, components, scheduler, seed, frames, device, dtype)
-            if start is None:  # text to video: noise, as a picture's, with frames as one more dimension
-                if iteration == 0:
-                    first_noise = seeding.make_noise(shape, [seed], device=device, dtype=dtype,
-                                                     source=settings["randn_source"].lower())
-                    generators = seeding.step_generators([seed], shape, source=settings["randn_source"].lower(),
-                                                         device=device)
-                    latents = first_noise * scheduler.init_noise_sigma
-                else:  # FreeInit: the last result's low frequencies, fresh noise for the rest
-                    fresh = torch.randn((1, *shape), generator=generators[0], device=generators[0].device,
-                                        dtype=torch.float32).to(device=device, dtype=dtype)
-                    latents = free_init.reinitialise(
-                        latents, first_noise, fresh, alphas_cumprod=scheduler.alphas_cumprod,
-                        init_noise_sigma=float(scheduler.init_noise_sigma), method=options.freeinit_filter,
-                        ds=options.freeinit_ds, dt=options.freeinit_dt)
-                timesteps, steps, image_conditioning = None, request.steps, None
+            if start is None:  # text to video: noise (FreeInit: the last result's low frequencies)
+                latents = noise.first(scheduler) if iteration == 0 else noise.again(latents, scheduler)
+                timesteps, steps, generators = None, request.steps, noise.generators
             else:
                 latents, timesteps, steps, generators = start.latents, start.timesteps, start.steps, start.generators
-                image_conditioning = None
             hooks = [*run.step_hooks(), engine._progress_hook(job, components, settings, iteration * steps,
                                                                pick=_first_frame)]
             if start is not None and start.latent_mask is not None:
@@ -145,11 +136,18 @@ class VideoGeneration:
             job.set_steps(index, request.n_iter, steps * iterations)
             job.set_step(iteration * steps)
             step_kwargs = engine._step_kwargs(sampler, scheduler, request, components, None, settings, generators)
-            with torch.inference_mode():
-                latents = denoise(unet=unet, scheduler=scheduler, latents=latents, guidance=guidance, steps=steps,
-                                  step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
-                                  image_conditioning=image_conditioning, hooks=tuple(hooks),
-                                  model_hooks=run.model_hooks())
+
+            def sample(latents=latents, scheduler=scheduler, timesteps=timesteps, steps=steps, hooks=hooks,
+                       step_kwargs=step_kwargs):
+                with torch.inference_mode():
+                    return denoise(unet=unet, scheduler=scheduler, latents=latents, guidance=guidance, steps=steps,
+                                   step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
+                                   hooks=tuple(hooks), model_hooks=run.model_hooks())
+
+            # Out of memory: the models no job uses are let go and the pass runs once more, then a clear message.
+            latents = retry_once(sample, sample, manager=engine.cache.manager, device=device,
+                                 message="out_of_memory_sampling", width=request.width, height=request.height,
+                                 batch=frames)
             if job.interrupted:
                 break
         job.progress.textinfo = "decoding"
@@ -253,6 +251,29 @@ def write_video(outputs_dir: Path, mode: str, frames, *, seed: int, fps: float, 
             scratch.append(outdir)
     return files.save_video(frames, outdir=outdir, seed=seed, fps=fps, formats=formats, infotext=infotext,
                             loop=loop)
+
+
+class _TextToVideoNoise:
+    """A text to video's starting noise, drawn as a picture's (``seeds.make_noise``) with frames as one more
+    dimension; the generator that continues it gives the sampler's step noise and FreeInit's fresh noise, in the
+    order diffusers' AnimateDiffPipeline draws them from one generator."""
+
+    def __init__(self, shape, seed: int, source: str, device, dtype, options):
+        self.shape, self.device, self.dtype, self.options = shape, device, dtype, options
+        self.initial = seeding.make_noise(shape, [seed], device=device, dtype=dtype, source=source)
+        self.generators = seeding.step_generators([seed], shape, source=source, device=device)
+
+    def first(self, scheduler) -> torch.Tensor:
+        return self.initial * scheduler.init_noise_sigma
+
+    def again(self, result: torch.Tensor, scheduler) -> torch.Tensor:
+        generator = self.generators[0]
+        fresh = torch.randn((1, *self.shape), generator=generator, device=generator.device, dtype=torch.float32)
+        return free_init.reinitialise(result, self.initial, fresh.to(device=self.device, dtype=self.dtype),
+                                      alphas_cumprod=scheduler.alphas_cumprod,
+                                      init_noise_sigma=float(scheduler.init_noise_sigma),
+                                      method=self.options.freeinit_filter, ds=self.options.freeinit_ds,
+                                      dt=self.options.freeinit_dt)
 
 
 def _first_frame(latents: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,9 @@ NO_MOTION_MODULE = "None"  # core.video.NO_MOTION_MODULE: video to video frame b
 SAVE_FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
 SOURCE_TYPES = [".mp4", ".webm", ".gif", ".webp", ".mov", ".mkv"]
 
+CLOSED_LOOP_HELP = ("N: no loop. R-P: the video loops, prompt travel does not return to the first prompt. "
+                    "R+P, A: it loops and prompt travel returns.")
+
 
 def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationPanel:
     """The Video tab's two sub-tabs; the AnimateDiff panel is returned (its gallery sends frames to img2img)."""
@@ -85,9 +88,7 @@ def build_animatediff(context, settings, checkpoint_dropdown=None) -> generation
                     overlap = gr.Number(-1, precision=0, minimum=-1, label=label("Overlap"),
                                         info=label("-1 = a quarter of the window"), elem_id="video_overlap")
                 closed_loop = gr.Radio(list(CLOSED_LOOP_CHOICES), value="N", label=label("Closed loop"),
-                                       info=label("N: no loop. R-P: the video loops, prompt travel does not return to "
-                                                  "the first prompt. R+P, A: it loops and prompt travel returns."),
-                                       elem_id="video_closed_loop")
+                                       info=label(CLOSED_LOOP_HELP), elem_id="video_closed_loop")
                 with gr.Row():
                     freeinit = gr.Checkbox(False, label=label("FreeInit (steadier motion, N times the work)"),
                                            elem_id="video_freeinit_enable")

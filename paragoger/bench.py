@@ -46,6 +46,20 @@ def _per_step_times(stamps: list[float]) -> list[float]:
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
+def timed_job(request):
+    """A job that notes the time of each step it is told of: (job, the list the times go to)."""
+    from paragoger.core.jobs import Job
+
+    stamps: list[float] = []
+
+    class TimedJob(Job):
+        def set_step(self, step, preview=None):
+            stamps.append(time.perf_counter())
+            super().set_step(step, preview)
+
+    return TimedJob(request=request), stamps
+
+
 def run(args) -> dict:
     import torch
 
@@ -60,7 +74,6 @@ def _measure(args, workdir: Path) -> dict:
 
     from paragoger.devices import choose_device
     from paragoger.core.engine import Engine
-    from paragoger.core.jobs import Job
     from paragoger.core.payloads import GenerationJob
     from paragoger.core.request import GenerationRequest
     from paragoger.model_manager.cache import ModelCache
@@ -94,15 +107,9 @@ def _measure(args, workdir: Path) -> dict:
     pipe.set_progress_bar_config(disable=True)
 
     def ours() -> list[float]:
-        stamps: list[float] = []
-
-        class TimedJob(Job):
-            def set_step(self, step, preview=None):
-                stamps.append(time.perf_counter())
-                super().set_step(step, preview)
-
+        job, stamps = timed_job(request)
         stamps.append(time.perf_counter())
-        engine.generate(request, TimedJob(request=request))
+        engine.generate(request, job)
         return _per_step_times(stamps)
 
     def plain() -> list[float]:

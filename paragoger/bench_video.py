@@ -37,7 +37,7 @@ def measure_video(args, workdir: Path, model_path: Path, peak_rss_mb) -> dict:
 
     from paragoger.cli import parse_args
     from paragoger.context import AppContext
-    from paragoger.core.jobs import Job
+    from paragoger.bench import timed_job
     from paragoger.core.request import GenerationRequest
     from paragoger.core.video import motion_scheduler_config
     from paragoger.video.options import AnimateDiffOptions
@@ -68,14 +68,8 @@ def measure_video(args, workdir: Path, model_path: Path, peak_rss_mb) -> dict:
         pipe.set_progress_bar_config(disable=True)
 
         def ours() -> list[float]:
-            stamps: list[float] = []
-
-            class TimedJob(Job):
-                def set_step(self, step, preview=None):
-                    stamps.append(time.perf_counter())
-                    super().set_step(step, preview)
-
-            context.engine.generate(video, TimedJob(request=video))
+            job, stamps = timed_job(video)
+            context.engine.generate(video, job)
             return [b - a for a, b in zip(stamps, stamps[1:])]
 
         def plain() -> list[float]:

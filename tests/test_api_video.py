@@ -96,7 +96,7 @@ def test_a_long_video_runs_as_a_job_whose_result_is_the_same_answer(video_api, t
 
 @pytest.mark.parametrize("args, reason", [
     ({"model": "mm_nowhere.ckpt"}, "mm_nowhere"),
-    ({"video_length": 0}, "1 to"),
+    ({"video_length": -3}, "1 to"),
     ({"video_length": 10000}, "1 to"),
     ({"video_length": 4.5}, "video_length"),
     ({"closed_loop": "sometimes"}, "closed_loop"),
@@ -108,6 +108,18 @@ def test_what_cannot_be_made_is_a_400_with_the_reason(video_api, args, reason):
     answer = video_api.post("/txt2img", json=body(alwayson_scripts=animatediff(**args)))
     assert answer.status_code == 400, answer.text
     assert reason.lower() in answer.json()["detail"].lower()
+
+
+def test_webuiapi_animatediff_defaults_and_its_disabled_form_work(video_api, tmp_path):
+    import webuiapi
+
+    options = webuiapi.AnimateDiff(model=MODULE, format=["MP4", "Frame"], batch_size=4)  # video_length 0
+    answer = video_api.post("/txt2img", json=body(alwayson_scripts={"animatediff": {"args": [options.to_dict()]}}))
+    assert answer.status_code == 200, answer.text
+    images = answer.json()["images"]
+    assert video_info(saved(images[0], tmp_path, ".mp4"))[0] == 4 and len(images) == 1 + 4
+    off = video_api.post("/txt2img", json=body(alwayson_scripts={"animatediff": {"args": [False]}}))
+    assert off.status_code == 200 and len(off.json()["images"]) == 1  # a picture, no video
 
 
 def test_motion_modules_are_listed(video_api):

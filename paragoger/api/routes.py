@@ -447,7 +447,11 @@ def build_router(context) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        return context.scripts.api_list()
+        """Script names, as A1111 lists them: with the built-in features its extensions would add (clients such as
+        webuiapi look for "animatediff" there before they send its arguments)."""
+        listed = context.scripts.api_list()
+        return {tab: names + [name for name in video_api.BUILT_IN_SCRIPTS if name not in names]
+                for tab, names in listed.items()}
 
     @router.get("/script-info")
     def script_info():

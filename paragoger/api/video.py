@@ -22,6 +22,7 @@ from paragoger.imaging.transport import encode_png_base64
 from paragoger.video.options import SCRIPT_TITLE, AnimateDiffOptions
 
 VIDEO_FILE_FORMATS = ("GIF", "MP4", "WEBM", "WEBP")
+BUILT_IN_SCRIPTS = ("animatediff",)  # what GET /sdapi/v1/scripts adds to each tab's list
 
 
 def _script_args(scripts) -> tuple[str | None, object, dict]:

@@ -19,7 +19,7 @@ SCRIPT_TITLE = "AnimateDiff"  # the always-on script name clients send
 class AnimateDiffOptions:
     enable: bool = True
     model: str = ""                       # motion module file name (models/AnimateDiff); "" = the first found
-    video_length: int = 16                # frames; 0 = as many as the source video has
+    video_length: int = 16                # frames; 0 = the source video's, or without one the context batch size
     fps: float = 8.0                      # of the written video; 0 = the source video's (video to video)
     loop_number: int = 0                  # GIF / WebP loops (0 = forever)
     closed_loop: str = "N"                # N / R-P / R+P / A: anything but N makes the video loop
@@ -48,11 +48,12 @@ class AnimateDiffOptions:
 
     @property
     def frames_asked(self) -> int:
-        """Frames to make: the length asked for, or the source video's (when 0 or longer than the source)."""
+        """Frames to make: the length asked for; 0 (the extension's default) = the source video's length, or
+        without a source the context batch size, as the extension documents it."""
         if self.video_source:
             source = len(self.video_source)
-            return source if self.video_length <= 0 else min(self.video_length, source)
-        return self.video_length
+            return source if self.video_length == 0 else min(self.video_length, source)
+        return self.batch_size if self.video_length == 0 else self.video_length
 
     @property
     def output_fps(self) -> float:
@@ -98,6 +99,8 @@ class AnimateDiffOptions:
         keys (the extension's UI-only ones: interp, request_id, ...) are ignored, as the extension ignores them."""
         if isinstance(args, list):
             args = args[0] if args else {}
+        if isinstance(args, bool):  # webuiapi sends {"args": [False]} to say "not this time"
+            return cls(enable=args)
         if not isinstance(args, dict):
             raise UserError("video_option_invalid", name="args", value=type(args).__name__,
                             allowed="a list holding one object of AnimateDiff settings")
@@ -105,6 +108,11 @@ class AnimateDiffOptions:
         values = {key: value for key, value in args.items() if key in known}
         if isinstance(values.get("format"), str):
             values["format"] = [values["format"]]
+        if isinstance(values.get("format"), list):  # the extension's "Frame" is PNG frames
+            values["format"] = ["PNG" if str(f).strip().upper() == "FRAME" else f for f in values["format"]]
+        if str(args.get("interp", "Off")).strip().lower() not in ("off", "", "none"):
+            raise UserError("video_option_invalid", name="interp", value=args.get("interp"),
+                            allowed="Off (frame interpolation is not in this version)")
         defaults = cls()
         for key, value in values.items():
             kind = type(getattr(defaults, key))

@@ -74,7 +74,7 @@ def build_animatediff(context, settings, checkpoint_dropdown=None) -> generation
                 refresh = gr.Button("↻", elem_id="video_motion_module_refresh", scale=0, min_width=40)
             with gr.Row():
                 length = gr.Number(16, precision=0, minimum=0, label=label("Number of frames"),
-                                   info=label("0 = every frame of the source video"), elem_id="video_length")
+                                   info=label("0 = every frame of the source video, else the context batch size"), elem_id="video_length")
                 fps = gr.Number(8, minimum=0, label=label("FPS"), info=label("0 = the source video's"),
                                 elem_id="video_fps")
             formats = gr.CheckboxGroup(list(SAVE_FORMATS), value=["MP4"], label=label("Save formats"),

@@ -13,6 +13,7 @@ import psutil
 from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
+from paragoger.control.preprocessors import default_preprocessors
 from paragoger.core.batch import run_batch
 from paragoger.core.checks import RequestCheck
 from paragoger.devices import DeviceConfig, choose_device, configure_allocator
@@ -85,6 +86,10 @@ class AppContext:
         self.embeddings = EmbeddingLibrary(self.paths.embeddings_dirs, self.library.hash_cache)
         self.depth_estimators = DepthEstimators(self.paths.models_dir / "depth", self.device.device,
                                                 self.models)
+        # ControlNet preprocessors: annotator files in models/ControlNet/annotators; extensions may register more.
+        self.preprocessors = default_preprocessors(annotator_dir=self.paths.models_dir / "ControlNet" / "annotators",
+                                                   depth_estimators=self.depth_estimators,
+                                                   device=self.device.device, manager=self.models)
         # Video: motion modules (models/AnimateDiff) for AnimateDiff, Stable Video Diffusion models (models/svd).
         self.motion_modules = MotionModules(MotionModuleLibrary(self.paths.animatediff_dirs), self.models,
                                             self.device)

@@ -290,6 +290,23 @@ ENGLISH: dict[str, str] = {
     "video_folder_outside": "The folder of frames '{folder}' is outside {root}. While the app is shared on the "
                             "network, folders typed into the page must be inside its data folder (relative names "
                             "start there).",
+    # controlnet preprocessors (paragoger/control/preprocessors.py, pictures.py, depth_maps.py, network_annotators.py)
+    "control_module_unknown": "Unknown ControlNet preprocessor '{name}'. Known preprocessors: {known}.",
+    "control_annotator_missing": "Preprocessor '{module}' needs {file} in {folder}. Put it there, or choose "
+                                 "another preprocessor.",
+    "control_depth_missing": "Preprocessor '{module}' needs a depth model: sd-webui-controlnet's {file} in "
+                             "{folder} (or in a folder inside it, as the extension's annotator/downloads keeps "
+                             "it), or a transformers depth model folder (e.g. dpt-hybrid-midas) in "
+                             "{depth_folder}. Put one there, or choose another preprocessor.",
+    "control_annotator_not_runnable": "Preprocessor '{module}' needs {file} (sd-webui-controlnet keeps it in "
+                                      "annotator/downloads/{downloads}; here it goes in {folder}), but this "
+                                      "version of Paragoger cannot run it yet, with or without the file. Make the "
+                                      "map elsewhere and use it with preprocessor 'none', or choose another "
+                                      "preprocessor.",
+    "control_image_unreadable": "The ControlNet input picture could not be read: {reason}.",
+    "control_resolution_out_of_range": "The preprocessor resolution must be from {low} to {high} pixels, not "
+                                       "{value}.",
+    "control_resize_mode_unknown": "Unknown ControlNet resize mode '{value}'. Resize modes: {known}.",
 }
 
 

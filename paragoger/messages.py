@@ -307,6 +307,10 @@ ENGLISH: dict[str, str] = {
     "control_resolution_out_of_range": "The preprocessor resolution must be from {low} to {high} pixels, not "
                                        "{value}.",
     "control_resize_mode_unknown": "Unknown ControlNet resize mode '{value}'. Resize modes: {known}.",
+    # controlnet api (api/controlnet.py)
+    "control_units_invalid": "ControlNet's args must be a list of unit objects (got {kind}).",
+    "control_preview_needs_picture": "Upload a control picture to the unit first, then press Preview.",
+    "control_detect_no_images": "controlnet/detect needs controlnet_input_images: a list of base64 pictures.",
 }
 
 

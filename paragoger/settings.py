@@ -117,6 +117,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                minimum=0, maximum=512),
     OptionSpec("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers, pixels", "upscaling",
                minimum=0, maximum=48),
+    # ControlNet (paragoger/control): sd-webui-controlnet's setting names
+    OptionSpec("control_net_unit_count", 3, "ControlNet units shown in txt2img and img2img (after a restart)",
+               "controlnet", minimum=1, maximum=10),
     # Limits: what one request may ask for, so that none holds the machine for hours (checked before queueing,
     # core/checks.py; a request's override_settings cannot change them)
     OptionSpec("limit_prompt_tokens", 1500, "Most tokens in one prompt",
@@ -136,7 +139,8 @@ SPECS_BY_KEY = {spec.key: spec for spec in OPTION_SPECS}
 # How the Settings tab titles the sections above (an extension's section is titled with its own name).
 SECTION_TITLES = {"sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
                   "previews": "Live previews", "ui": "User interface", "upscaling": "Upscaling",
-                  "interrogate": "Interrogate", "memory": "Memory", "limits": "Limits"}
+                  "interrogate": "Interrogate", "memory": "Memory", "limits": "Limits",
+                  "controlnet": "ControlNet"}
 
 
 class Settings:

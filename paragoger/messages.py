@@ -290,6 +290,16 @@ ENGLISH: dict[str, str] = {
     "video_folder_outside": "The folder of frames '{folder}' is outside {root}. While the app is shared on the "
                             "network, folders typed into the page must be inside its data folder (relative names "
                             "start there).",
+    # controlnet models (ControlNet / T2I-Adapter files: paragoger/control/model_files.py, convert.py, models.py)
+    "control_model_not_found": "ControlNet model '{name}' was not found. Put ControlNet and T2I-Adapter files "
+                               "(.safetensors or .pth, e.g. control_v11p_sd15_canny.pth) or diffusers folders into "
+                               "one of these folders and refresh: {folders}.",
+    "control_model_unknown": "'{name}' is not a ControlNet or T2I-Adapter this app knows (ControlNet 1.0/1.1 and "
+                             "SDXL ControlNets, T2I-Adapters): its keys are not a ControlNet's. Is it a checkpoint, "
+                             "a LoRA or an annotator's weights?",
+    "control_model_ip_adapter": "'{name}' is an IP-Adapter file: IP-Adapter files are not supported yet.",
+    "control_model_corrupt": "Could not read ControlNet model '{name}': {reason}. The file may be truncated or "
+                             "damaged; download it again.",
 }
 
 

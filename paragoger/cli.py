@@ -29,6 +29,7 @@ class LaunchOptions:
     outputs_dir: Path | None = None
     animatediff_dirs: tuple[Path, ...] = ()
     svd_dirs: tuple[Path, ...] = ()
+    controlnet_dirs: tuple[Path, ...] = ()
     upscaler_dirs: tuple[tuple[str, Path], ...] = ()   # (("ESRGAN", path), ...) from --esrgan-models-path ...
     ckpt: str | None = None
     device: str | None = None
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--animatediff-dir", type=Path, action="append", default=[],
         help="extra motion module folder (AnimateDiff; models/AnimateDiff is always read)")
     add("--svd-dir", type=Path, action="append", default=[], help="extra Stable Video Diffusion model folder")
+    add("--controlnet-dir", type=Path, action="append", default=[],
+        help="extra ControlNet / T2I-Adapter folder (repeatable; models/ControlNet is always read)")
     add("--outdir", type=Path, default=None, help="outputs folder")
     for kind in UPSCALER_FOLDER_FLAGS:
         add(f"--{kind.lower()}-models-path", type=Path, default=None, dest=f"{kind.lower()}_models_path",
@@ -140,7 +143,8 @@ def parse_args(argv: list[str] | None = None, env: dict | None = None) -> Launch
         data_dir=ns.data_dir, models_dir=ns.models_dir, ckpt_dirs=tuple(ns.ckpt_dir),
         vae_dirs=tuple(ns.vae_dir), lora_dirs=tuple(ns.lora_dir), embeddings_dirs=tuple(ns.embeddings_dir),
         extensions_dirs=tuple(ns.extensions_dir), outputs_dir=ns.outdir,
-        animatediff_dirs=tuple(ns.animatediff_dir), svd_dirs=tuple(ns.svd_dir), ckpt=ns.ckpt, device=ns.device,
+        animatediff_dirs=tuple(ns.animatediff_dir), svd_dirs=tuple(ns.svd_dir),
+        controlnet_dirs=tuple(ns.controlnet_dir), ckpt=ns.ckpt, device=ns.device,
         upscaler_dirs=tuple((kind, getattr(ns, f"{kind.lower()}_models_path")) for kind in UPSCALER_FOLDER_FLAGS
                             if getattr(ns, f"{kind.lower()}_models_path") is not None),
         precision=precision, no_half=ns.no_half, no_half_vae=ns.no_half_vae, force_precision=ns.force_precision, medvram=ns.medvram,

@@ -57,7 +57,7 @@ class AppContext:
             vae_dirs=options.vae_dirs, lora_dirs=options.lora_dirs, embeddings_dirs=options.embeddings_dirs,
             extensions_dirs=options.extensions_dirs, outputs_dir=options.outputs_dir,
             upscaler_dirs=dict(options.upscaler_dirs), animatediff_dirs=options.animatediff_dirs,
-            svd_dirs=options.svd_dirs)
+            svd_dirs=options.svd_dirs, controlnet_dirs=options.controlnet_dirs)
         self.paths.ensure()
         self.settings = Settings.load(self.paths.config_file)
         self.notices = Notices()  # shown on the page's model status line and in /memory; logged when given

@@ -311,6 +311,16 @@ ENGLISH: dict[str, str] = {
     "control_units_invalid": "ControlNet's args must be a list of unit objects (got {kind}).",
     "control_preview_needs_picture": "Upload a control picture to the unit first, then press Preview.",
     "control_detect_no_images": "controlnet/detect needs controlnet_input_images: a list of base64 pictures.",
+    # controlnet models (ControlNet / T2I-Adapter files: paragoger/control/model_files.py, convert.py, models.py)
+    "control_model_not_found": "ControlNet model '{name}' was not found. Put ControlNet and T2I-Adapter files "
+                               "(.safetensors or .pth, e.g. control_v11p_sd15_canny.pth) or diffusers folders into "
+                               "one of these folders and refresh: {folders}.",
+    "control_model_unknown": "'{name}' is not a ControlNet or T2I-Adapter this app knows (ControlNet 1.0/1.1 and "
+                             "SDXL ControlNets, T2I-Adapters): its keys are not a ControlNet's. Is it a checkpoint, "
+                             "a LoRA or an annotator's weights?",
+    "control_model_ip_adapter": "'{name}' is an IP-Adapter file: IP-Adapter files are not supported yet.",
+    "control_model_corrupt": "Could not read ControlNet model '{name}': {reason}. The file may be truncated or "
+                             "damaged; download it again.",
 }
 
 

@@ -25,6 +25,7 @@ class Paths:
     hat_dir: Path
     animatediff_dirs: tuple[Path, ...]   # motion modules and motion LoRAs (paragoger.video)
     svd_dirs: tuple[Path, ...]           # Stable Video Diffusion models (diffusers folders, single files)
+    controlnet_dirs: tuple[Path, ...]    # ControlNets and T2I-Adapters (paragoger.control)
     extensions_dirs: tuple[Path, ...]
     outputs_dir: Path
     config_file: Path
@@ -37,11 +38,13 @@ class Paths:
               ckpt_dirs: list[Path] = (), vae_dirs: list[Path] = (), lora_dirs: list[Path] = (),
               embeddings_dirs: list[Path] = (), extensions_dirs: list[Path] = (),
               outputs_dir: Path | None = None, upscaler_dirs: dict[str, Path | None] | None = None,
-              animatediff_dirs: list[Path] = (), svd_dirs: list[Path] = ()) -> "Paths":
+              animatediff_dirs: list[Path] = (), svd_dirs: list[Path] = (),
+              controlnet_dirs: list[Path] = ()) -> "Paths":
         """A1111's layout under ``data_dir``; each ``--*-dir`` flag adds a folder searched before the default.
         ``upscaler_dirs`` (``{"ESRGAN": path, ...}``, from ``--esrgan-models-path`` and friends) replaces an
         upscaler folder, as A1111's flags do. Motion modules are also read from the A1111 AnimateDiff extension's
-        own folder when that extension is installed (``extensions/sd-webui-animatediff/model``)."""
+        own folder when that extension is installed (``extensions/sd-webui-animatediff/model``), and ControlNets
+        from the A1111 ControlNet extension's (``extensions/sd-webui-controlnet/models``)."""
         data = Path(data_dir or PROJECT_ROOT).resolve()
         models = Path(models_dir or data / "models").resolve()
         chosen = {kind: Path(path).resolve() for kind, path in (upscaler_dirs or {}).items() if path}
@@ -65,6 +68,9 @@ class Paths:
                 *(Path(p).resolve() for p in animatediff_dirs), models / "AnimateDiff",
                 data / "extensions" / "sd-webui-animatediff" / "model"])),
             svd_dirs=folders(svd_dirs, models / "svd"),
+            controlnet_dirs=tuple(dict.fromkeys([
+                *(Path(p).resolve() for p in controlnet_dirs), models / "ControlNet",
+                data / "extensions" / "sd-webui-controlnet" / "models"])),
             extensions_dirs=folders(extensions_dirs, data / "extensions"),
             outputs_dir=Path(outputs_dir or data / "outputs").resolve(),
             config_file=data / "config.json",
@@ -88,6 +94,7 @@ class Paths:
     def ensure(self) -> None:
         for folder in (*self.checkpoint_dirs[-1:], *self.vae_dirs[-1:], *self.lora_dirs[-1:],
                        *self.embeddings_dirs[-1:], self.animatediff_dirs[-2], self.svd_dirs[-1],
+                       self.controlnet_dirs[-2],
                        self.outputs_dir):
             folder.mkdir(parents=True, exist_ok=True)
 

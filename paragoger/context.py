@@ -13,6 +13,8 @@ import psutil
 from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
+from paragoger.control.model_files import ControlModelLibrary
+from paragoger.control.models import ControlModels
 from paragoger.control.preprocessors import default_preprocessors
 from paragoger.core.batch import run_batch
 from paragoger.core.checks import RequestCheck
@@ -90,6 +92,9 @@ class AppContext:
         self.preprocessors = default_preprocessors(annotator_dir=self.paths.models_dir / "ControlNet" / "annotators",
                                                    depth_estimators=self.depth_estimators,
                                                    device=self.device.device, manager=self.models)
+        # ControlNets and T2I-Adapters (models/ControlNet, --controlnet-dir, the A1111 extension's models folder)
+        self.control_models = ControlModels(ControlModelLibrary(self.paths.controlnet_dirs), self.models,
+                                            self.device)
         # Video: motion modules (models/AnimateDiff) for AnimateDiff, Stable Video Diffusion models (models/svd).
         self.motion_modules = MotionModules(MotionModuleLibrary(self.paths.animatediff_dirs), self.models,
                                             self.device)

@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from paragoger import messages
 from paragoger.api.auth import install_basic_auth
+from paragoger.api import controlnet as controlnet_api
 from paragoger.api.routes import build_router, install_error_handlers
 
 GRACEFUL_SHUTDOWN_S = 5
@@ -29,6 +30,7 @@ def build_app(context) -> FastAPI:
     install_body_limit(app, int(options.api_max_request_mb * 1024 * 1024))
     install_cors(app, options)
     app.include_router(build_router(context))
+    app.include_router(controlnet_api.build_router(context))  # sd-webui-controlnet's /controlnet/* routes
     for route in context.extensions.routes:  # /ext/<extension>/<path>, registered with ext.register_route
         app.add_api_route(f"{EXTENSION_ROUTES}{route.owner}{route.path}", route.endpoint, methods=list(route.methods),
                           tags=[f"extension: {route.owner}"])

@@ -11,6 +11,7 @@ from paragoger.imaging.masks import MASKED_CONTENT, inpaint_sketch_mask
 from paragoger.imaging.outpaint import OUTPAINT_FILLS
 from paragoger.imaging.resize import RESIZE_MODES, default_size_for
 from paragoger.ui import generation
+from paragoger.ui.controlnet import ControlNetControls
 from paragoger.ui.labels import label
 from paragoger.ui.tabs import image_to_text
 
@@ -109,6 +110,8 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                 out_fill = gr.Radio(list(OUTPAINT_FILLS), value=OUTPAINT_FILLS[0], label=label("New area"),
                                     elem_id="img2img_outpaint_fill")
             controls = generation.sampling_controls(context, settings, tab)
+            controlnet = ControlNetControls(context, tab)
+            controlnet.build()
             denoising = gr.Slider(0, 1, value=0.75, step=0.01, label=label("Denoising strength"),
                                   elem_id="img2img_denoising_strength")
             with gr.Accordion(label("Depth and instruct-pix2pix checkpoints"), open=False,
@@ -127,7 +130,10 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                     inpaint_full_res_padding=padding, outpaint_left=out_left, outpaint_right=out_right,
                     outpaint_top=out_top, outpaint_bottom=out_bottom, outpaint_fill=out_fill,
                     image_cfg_scale=image_cfg, depth_map=depth_map)
-    generation.wire(context, panel, controls=controls, fill_request=fill_request)
+    controlnet.wire(panel)
+    generation.wire(context, panel, controls={**controls, **controlnet.controls()},
+                    fill_request=lambda request, values: controlnet.fill_request(fill_request(request, values),
+                                                                                 values))
     _wire_batch(context, panel, controls, dict(input=batch_input, output=batch_output, mask=batch_masks), batch_run)
 
     def size_of(value):

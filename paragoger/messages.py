@@ -321,6 +321,21 @@ ENGLISH: dict[str, str] = {
     "control_model_ip_adapter": "'{name}' is an IP-Adapter file: IP-Adapter files are not supported yet.",
     "control_model_corrupt": "Could not read ControlNet model '{name}': {reason}. The file may be truncated or "
                              "damaged; download it again.",
+    # controlnet units in the loop (paragoger/control/units.py, guidance.py, core/engine.py)
+    "controlnet_unit_not_object": "ControlNet unit {unit} must be an object of unit fields (module, model, "
+                                  "weight, image...), not {kind}.",
+    "controlnet_unit_bad_value": "ControlNet unit {unit}: {field} cannot be '{value}': {reason}.",
+    "controlnet_no_model": "ControlNet unit {unit} is enabled but no ControlNet model is chosen. Choose a model "
+                           "(or turn the unit off).",
+    "controlnet_no_image": "ControlNet unit {unit} has no picture. Give it one, or use img2img, where a unit "
+                           "without a picture takes the picture being changed.",
+    "controlnet_wrong_family": "ControlNet unit {unit}: model '{model}' is made for {model_family} checkpoints, but "
+                               "the loaded checkpoint is {checkpoint_family}. Choose a {checkpoint_family} "
+                               "ControlNet model.",
+    "controlnet_adapter_in_video": "ControlNet unit {unit}: T2I-Adapter '{model}' cannot guide a video with a "
+                                   "motion module (the motion UNet takes no adapter features). Use a ControlNet "
+                                   "model, or turn the unit off.",
+    "controlnet_unavailable": "ControlNet units were given, but ControlNet is not available in this app.",
 }
 
 

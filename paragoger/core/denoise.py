@@ -66,6 +66,13 @@ class Guidance:
         """How many copies of the latents the UNet sees per step."""
         return len(self.positives) + (2 if self.guides_by_picture else 1 if self.uses_negative else 0)
 
+    @property
+    def negative_copies(self) -> tuple[int, ...]:
+        """Which copies carry the negative prompt (the "uncond" side of CFG): the first, or pix2pix's last two."""
+        if self.guides_by_picture:
+            return (self.copies - 2, self.copies - 1)
+        return (0,) if self.uses_negative else ()
+
     def image_conditioning(self, conditioning: torch.Tensor | None) -> torch.Tensor | None:
         """The extra input channels for every copy: the same for all, except pix2pix's "no picture" copy (zeros)."""
         if conditioning is None or self.copies == 1:
@@ -138,6 +145,10 @@ class ModelCallState:
     keyword arguments for this call, e.g. ``down_block_additional_residuals``; SDXL's ``added_cond_kwargs`` is
     there too) may be replaced. After the call ``noise_pred`` holds the raw prediction of every copy before they
     are combined; it may be replaced too. ``cfg_scale`` is then used for combining.
+
+    ``negative_copies`` says which copies carry the negative prompt (ControlNet's "ControlNet is more important"
+    leaves them out); ``count`` is how many UNet calls this pass makes (``index`` runs from 0 to ``count - 1``),
+    which is what diffusers' ControlNet start/end fractions are measured against.
     """
 
     index: int
@@ -150,6 +161,8 @@ class ModelCallState:
     cfg_scale: float
     unet_kwargs: dict
     noise_pred: torch.Tensor | None = None
+    negative_copies: tuple[int, ...] = ()
+    count: int = 0
 
 
 ModelHook = Callable[[ModelCallState], None]
@@ -161,6 +174,12 @@ class ModelHooks:
 
     before: tuple[ModelHook, ...] = ()
     after: tuple[ModelHook, ...] = ()
+
+    def merged(self, other: "ModelHooks | None") -> "ModelHooks":
+        """These hooks, then ``other``'s, at each stage."""
+        if other is None:
+            return self
+        return ModelHooks(before=(*self.before, *other.before), after=(*self.after, *other.after))
 
 
 def sampling_step(index: int, order: int, steps: int) -> int:
@@ -183,6 +202,7 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps
     copies = guidance.copies
     timesteps = scheduler.timesteps if timesteps is None else timesteps
     extra = guidance.image_conditioning(image_conditioning)  # the same at every step
+    negative_copies, count = guidance.negative_copies, len(timesteps)
     for index, t in enumerate(timesteps):
         step = sampling_step(index, scheduler.order, steps)
         conditioning = guidance.at(step)
@@ -199,7 +219,8 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps
             time_ids = torch.cat([added_time_ids] * copies) if copies > 1 else added_time_ids
             unet_kwargs["added_cond_kwargs"] = {"text_embeds": conditioning.pooled, "time_ids": time_ids}
         call = ModelCallState(index=index, step=step, steps=steps, timestep=t, copies=copies, model_input=model_input,
-                              embeds=conditioning.embeds, cfg_scale=guidance.cfg_scale, unet_kwargs=unet_kwargs)
+                              embeds=conditioning.embeds, cfg_scale=guidance.cfg_scale, unet_kwargs=unet_kwargs,
+                              negative_copies=negative_copies, count=count)
         for hook in model_hooks.before:
             hook(call)
         call.noise_pred = unet(call.model_input, t, encoder_hidden_states=call.embeds, **call.unet_kwargs,

@@ -91,7 +91,7 @@ class _Batch:
 class Engine:
     def __init__(self, *, library, cache, samplers, settings, paths, styles=None, loras=None, embeddings=None,
                  depth_estimators=None, upscalers=None, checks: RequestCheck | None = None,
-                 notices: Notices | None = None, motion_modules=None):
+                 notices: Notices | None = None, motion_modules=None, control=None):
         self.library = library
         self.upscalers = upscalers if upscalers is not None else UpscalerRegistry()  # the hires fix's pictures
         # the check every request passed before it was queued, run again before it starts (scripts change requests)
@@ -107,6 +107,9 @@ class Engine:
         self.paths = paths
         self.styles = styles
         self.videos = video.VideoGeneration(self, motion_modules)  # AnimateDiff (core.video)
+        # ControlNet / T2I-Adapter units (control.service.ControlService): .prepare(request, width=, height=,
+        # picture=, mask=, family=, stage=, video=) -> ModelHooks or None; None: units are refused
+        self.control = control
         # (request, job) -> context manager giving GenerationHooks; set by the extension runtime (paragoger.ext)
         self.extension_runner = None
 
@@ -204,7 +207,8 @@ class Engine:
             else:
                 latents = self._sample(request, components, encoder, prompts, batch, sampler, schedule, settings,
                                        job, pictures, run=run,
-                                       progress=hires_fix.first_pass_progress if hires_fix else None)
+                                       progress=hires_fix.first_pass_progress if hires_fix else None,
+                                       stage="first" if hires_fix else "only")
                 decoded = (hires_fix.run(components=components, encoder=encoder, batch=batch, latents=latents,
                                          job=job, run=run) if hires_fix else self._decode(components, latents))
             if pictures is not None:
@@ -296,13 +300,15 @@ class Engine:
     # 4. Denoising ----------------------------------------------------------------------------------------------
     def _sample(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
                 pictures: PreparedPictures | None = None, run: GenerationHooks | None = None,
-                start_from=None, progress: tuple[int, int] | None = None) -> torch.Tensor:
+                start_from=None, progress: tuple[int, int] | None = None, stage: str = "only") -> torch.Tensor:
         """``start_from(scheduler) -> img2img.StartLatents`` starts from given latents (the hires fix's second pass);
-        ``progress`` (steps done before, steps in all) counts this pass as a part of a longer job. Out of memory,
-        the models no job uses are let go and the pass runs once more; then UserError("out_of_memory_sampling")."""
+        ``progress`` (steps done before, steps in all) counts this pass as a part of a longer job; ``stage`` says
+        which pass of a Hires. fix this is ("first", "hires"; "only" without one), for ControlNet units. Out of
+        memory, the models no job uses are let go and the pass runs once more; then
+        UserError("out_of_memory_sampling")."""
         def once():
             return self._sample_once(request, components, encoder, prompts, batch, sampler, schedule, settings,
-                                     job, pictures, run, start_from, progress)
+                                     job, pictures, run, start_from, progress, stage)
 
         return retry_once(once, once, manager=self.cache.manager, device=self.cache.device.device,
                           message="out_of_memory_sampling", width=request.width, height=request.height,
@@ -310,7 +316,7 @@ class Engine:
 
     def _sample_once(self, request, components, encoder, prompts, batch, sampler, schedule, settings, job: Job,
                      pictures: PreparedPictures | None, run: GenerationHooks | None, start_from,
-                     progress: tuple[int, int] | None) -> torch.Tensor:
+                     progress: tuple[int, int] | None, stage: str = "only") -> torch.Tensor:
         offset, total = progress or (0, None)
         device, dtype = self.cache.device.device, self.cache.device.dtype
         scheduler = self.samplers.create_scheduler(sampler.name, schedule.name, components.scheduler_config,
@@ -324,6 +330,8 @@ class Engine:
                                   image_cfg_scale=img2img.image_cfg_scale_for(request, components))
         added_time_ids = self._sdxl_time_ids(request, components, len(batch.seeds))
         hooks = [*(run.step_hooks() if run else ()), self._progress_hook(job, components, settings, offset)]
+        model_hooks = (run.model_hooks() if run else ModelHooks()).merged(
+            self._control_hooks(request, components, pictures, stage))
         with torch.inference_mode():
             if pictures is None and start_from is None:
                 latents = self._initial_noise(request, components, batch, settings) * scheduler.init_noise_sigma
@@ -341,8 +349,20 @@ class Engine:
             step_kwargs = self._step_kwargs(sampler, scheduler, request, components, batch, settings, generators)
             return denoise(unet=components.unet, scheduler=scheduler, latents=latents, guidance=guidance,
                            steps=steps, step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
-                           image_conditioning=image_conditioning, hooks=tuple(hooks),
-                           model_hooks=run.model_hooks() if run else ModelHooks())
+                           image_conditioning=image_conditioning, hooks=tuple(hooks), model_hooks=model_hooks)
+
+    def _control_hooks(self, request, components: Components, pictures: PreparedPictures | None = None,
+                       stage: str = "only", *, picture=None, mask=None, video: bool = False) -> ModelHooks | None:
+        """The ControlNet units' hooks for a pass at the request's size (None without enabled units). Units
+        without a picture of their own take the img2img picture (the first of the batch), with its inpaint mask."""
+        if not any(unit.enabled for unit in request.controlnet_units):
+            return None
+        if self.control is None:
+            raise UserError("controlnet_unavailable")
+        if pictures is not None and picture is None:
+            picture, mask = pictures.for_image(0)
+        return self.control.prepare(request, width=request.width, height=request.height, picture=picture, mask=mask,
+                                    family=components.family, stage=stage, video=video)
 
     @staticmethod
     def _latent_upscale(request, components) -> bool:

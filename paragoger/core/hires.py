@@ -240,7 +240,7 @@ class HiresFix:
 
         final = engine._sample(self.second, components, encoder, self.prompts, batch, self.sampler, self.schedule,
                                self.settings, job, run=run, start_from=start_from,
-                               progress=(self.request.steps, self.total_steps))
+                               progress=(self.request.steps, self.total_steps), stage="hires")
         return engine._decode(components, final)
 
     def _enlarge_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,8 @@ class GenerationRequest:
     hr_cfg: float | None = None                                 # None: the same CFG scale
     # video with a motion module (AnimateDiff; core.video): None for pictures
     animatediff: AnimateDiffOptions | None = None
+    # ControlNet / T2I-Adapter units (paragoger.control.units.ControlUnit), sd-webui-controlnet's "args"
+    controlnet_units: list[Any] = field(default_factory=list)
 
     def validate(self) -> "GenerationRequest":
         """Checks what can be checked without a model; raises UserError with the reason."""

@@ -119,6 +119,7 @@ class VideoGeneration:
                                   on_window=lambda n, count: _say_window(job, n, count))
         added_time_ids = engine._sdxl_time_ids(request, components, frames)
         iterations = options.freeinit_iters if options.freeinit_enable and not self._has_source(request, options) else 1
+        model_hooks = run.model_hooks().merged(self._control_hooks(request, options, components, frames))
         noise = _TextToVideoNoise(shape, seed, settings["randn_source"].lower(), device, dtype, options)
         latents = None
         for iteration in range(iterations):
@@ -142,7 +143,7 @@ class VideoGeneration:
                 with torch.inference_mode():
                     return denoise(unet=unet, scheduler=scheduler, latents=latents, guidance=guidance, steps=steps,
                                    step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
-                                   hooks=tuple(hooks), model_hooks=run.model_hooks())
+                                   hooks=tuple(hooks), model_hooks=model_hooks)
 
             # Out of memory: the models no job uses are let go and the pass runs once more, then a clear message.
             latents = retry_once(sample, sample, manager=engine.cache.manager, device=device,
@@ -154,6 +155,13 @@ class VideoGeneration:
         frames_latents = latents[0].permute(1, 0, 2, 3)  # [frames, C, h, w]
         return [image for i in range(0, frames, DECODE_CHUNK)
                 for image in engine._decode(components, frames_latents[i:i + DECODE_CHUNK])]
+
+    def _control_hooks(self, request, options, components, frames: int):
+        """ControlNet units: those without a picture of their own get one map per frame of the source video (or
+        the img2img picture for every frame); their residuals are per frame (the windowed UNet slices them)."""
+        picture = (list(options.video_source[:frames]) if options.video_source else
+                   request.init_images[0] if request.mode == "img2img" and request.init_images else None)
+        return self.engine._control_hooks(request, components, picture=picture, video=True)
 
     def _scheduler(self, sampler, schedule, components, seed: int, steps: int, device):
         scheduler = self.engine.samplers.create_scheduler(

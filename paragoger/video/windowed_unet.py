@@ -3,7 +3,8 @@
 ``core.denoise`` calls this exactly as it calls a picture's UNet: ``unet(sample, t, encoder_hidden_states=...,
 added_cond_kwargs=..., return_dict=False)``. Here ``sample`` is ``[copies, channels, frames, h, w]`` (one copy
 per prompt of the guidance) and ``encoder_hidden_states`` holds one row per copy and frame, copy-major (diffusers'
-AnimateDiffPipeline order); each window takes its frames out of both.
+AnimateDiffPipeline order); each window takes its frames out of both, and out of ControlNet's residuals (one row
+per copy and frame, in the same order) when the loop's hooks give them.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class WindowedMotionUNet:
                 self.on_window(number, len(self.windows))
             index = torch.tensor(window, device=sample.device)
             window_embeds = embeds[:, index].reshape(copies * len(window), *embeds.shape[2:])
-            prediction = self._call(sample[:, :, index], timestep, window_embeds, added, kwargs)
+            prediction = self._call(sample[:, :, index], timestep, window_embeds, added,
+                                    _window_kwargs(kwargs, copies, frames, index))
             if total is None:
                 total = torch.zeros(copies, prediction.shape[1], frames, *prediction.shape[3:],
                                     device=prediction.device, dtype=prediction.dtype)
@@ -56,6 +58,23 @@ class WindowedMotionUNet:
     def _call(self, sample, timestep, embeds, added, kwargs) -> torch.Tensor:
         return self.unet(sample, timestep, encoder_hidden_states=embeds, added_cond_kwargs=added,
                          return_dict=False, **kwargs)[0]
+
+
+# UNet keyword arguments holding one row per copy and frame (ControlNet residuals), sliced like the text per window
+PER_FRAME_KWARGS = ("down_block_additional_residuals", "mid_block_additional_residual")
+
+
+def _window_kwargs(kwargs: dict, copies: int, frames: int, index: torch.Tensor) -> dict:
+    def window(tensor: torch.Tensor) -> torch.Tensor:
+        rows = tensor.reshape(copies, frames, *tensor.shape[1:])[:, index]
+        return rows.reshape(copies * len(index), *tensor.shape[1:])
+
+    sliced = dict(kwargs)
+    for key in PER_FRAME_KWARGS:
+        value = kwargs.get(key)
+        if value is not None:
+            sliced[key] = [window(item) for item in value] if isinstance(value, (list, tuple)) else window(value)
+    return sliced
 
 
 def _per_copy(added_cond_kwargs: dict | None, copies: int, frames: int) -> dict | None:

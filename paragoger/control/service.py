@@ -1,0 +1,55 @@
+"""What the engine asks of ControlNet: the hooks of one generation pass, from the request's units.
+
+``ControlService(get_model=..., preprocessors=...)`` is built once by the app (``get_model(name) -> ControlModel``
+from ``control.models``; ``preprocessors``: the annotator registry with ``.detect(name, image, resolution=...,
+threshold_a=..., threshold_b=...)``, or None to use every unit's picture as its map) and handed to ``Engine``.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from paragoger.control.guidance import prepare_control
+from paragoger.core.denoise import ModelHooks
+
+DETECTIONS_KEPT = 8   # detected maps kept for the next pass or batch (a Hires. fix, batch count, a retry)
+
+
+class ControlService:
+    def __init__(self, *, get_model, preprocessors=None):
+        self.get_model = get_model
+        self.preprocessors = _RememberedDetections(preprocessors) if preprocessors is not None else None
+
+    def prepare(self, request, *, width: int, height: int, picture=None, mask=None, family: str | None = None,
+                stage: str = "only", video: bool = False) -> ModelHooks | None:
+        """The hooks for one pass of ``request`` at ``width`` x ``height`` (see ``guidance.prepare_control``), or
+        None when no unit takes part."""
+        units = getattr(request, "controlnet_units", None) or []
+        if not any(unit.enabled for unit in units):
+            return None
+        guidance = prepare_control(units, width=width, height=height, get_model=self.get_model, picture=picture,
+                                   mask=mask, preprocessors=self.preprocessors, family=family, stage=stage,
+                                   video=video)
+        return guidance.hooks() if guidance else None
+
+
+class _RememberedDetections:
+    """The preprocessors, remembering their last few results: every pass and batch of a generation asks again
+    for the same picture's map, and annotators are slow."""
+
+    def __init__(self, preprocessors, kept: int = DETECTIONS_KEPT):
+        self.preprocessors = preprocessors
+        self.kept = kept
+        self.results: OrderedDict = OrderedDict()
+
+    def detect(self, name, image, **options):
+        digest = hashlib.sha1(image.tobytes()).hexdigest()
+        key = (name, image.mode, image.size, digest, tuple(sorted(options.items())))
+        if key in self.results:
+            self.results.move_to_end(key)
+            return self.results[key]
+        result = self.preprocessors.detect(name, image, **options)
+        self.results[key] = result
+        while len(self.results) > self.kept:
+            self.results.popitem(last=False)
+        return result

@@ -16,6 +16,7 @@ from paragoger.cli import LaunchOptions, listens_beyond_localhost
 from paragoger.control.model_files import ControlModelLibrary
 from paragoger.control.models import ControlModels
 from paragoger.control.preprocessors import default_preprocessors
+from paragoger.control.service import ControlService
 from paragoger.core.batch import run_batch
 from paragoger.core.checks import RequestCheck
 from paragoger.devices import DeviceConfig, choose_device, configure_allocator
@@ -109,8 +110,11 @@ class AppContext:
                              settings=self.settings, paths=self.paths, styles=self.styles, loras=self.loras,
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,
                              upscalers=self.upscalers, checks=self.checks, notices=self.notices,
-                             motion_modules=self.motion_modules)
+                             motion_modules=self.motion_modules,
+                             control=ControlService(get_model=self.control_models.get, preprocessors=self.preprocessors,
+                                                    find_model=self.control_models.library.find))
         self.checks.find_motion_module = self.motion_modules.library.find
+        self.checks.check_control_unit = self._check_control_unit
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
@@ -190,6 +194,13 @@ class AppContext:
 
     def _caption(self, payload: CaptionJob, job: Job):
         return self.captioners.caption(payload.captioner, payload.image, self.settings.as_dict())
+
+    def _check_control_unit(self, unit) -> None:
+        """A ControlNet unit's model and preprocessor exist (UserError naming the one that does not)."""
+        if unit.model and unit.model != "None":
+            self.control_models.library.find(unit.model)
+        if unit.module and unit.module != "none":
+            self.preprocessors.get(unit.module)
 
     def _svd(self, payload: SvdJob, job: Job):
         return run_svd(self.svd, payload, job, self.paths.outputs_dir)

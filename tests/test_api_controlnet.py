@@ -102,7 +102,7 @@ def test_webuiapi_controlnet_unit_works_unchanged(served):
     assert "ControlNet 0" in result.info["infotexts"][0] and "Weight: 0.8" in result.info["infotexts"][0]
     detected = client.controlnet_detect([picture()], module="canny", processor_res=64, threshold_a=100,
                                         threshold_b=200)
-    assert detected["images"]
+    assert detected.images and detected.images[0].size == (64, 64)
 
 
 @pytest.mark.parametrize("changes, reason", [

@@ -55,7 +55,7 @@ def test_lists_in_a1111_shapes(api):
         "Latent (nearest-exact)"]
     assert api.get("/face-restorers").json() == []
     builtin = ["prompt matrix", "prompts from file or textbox", "x/y/z plot"]
-    features = ["animatediff"]  # built-in features A1111 would list as its extensions' scripts
+    features = ["animatediff", "controlnet"]  # built-in features A1111 would list as its extensions' scripts
     assert api.get("/scripts").json() == {"txt2img": builtin + features, "img2img": builtin + ["loopback"] + features}
     info = api.get("/script-info").json()
     assert {(s["name"], s["is_img2img"]) for s in info} == {(n, False) for n in builtin} | {

@@ -34,7 +34,7 @@ def take_controlnet(request: GenerationRequest) -> GenerationRequest:
         args = [args]
     if not isinstance(args, list):
         raise UserError("control_units_invalid", kind=type(args).__name__)
-    units = [ControlUnit.from_api(unit) for unit in args if isinstance(unit, dict)]
+    units = [ControlUnit.from_api(unit, index) for index, unit in enumerate(args) if isinstance(unit, dict)]
     return request.copy(alwayson_scripts=scripts, controlnet_units=[unit for unit in units if unit.enabled])
 
 

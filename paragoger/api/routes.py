@@ -27,6 +27,7 @@ from paragoger.core.request import GenerationRequest, GenerationResult
 from paragoger.errors import NotFoundError, UserError
 from paragoger.ext.install import check_access
 from paragoger.imaging.infotext import parse_infotext
+from paragoger.api import controlnet as controlnet_api
 from paragoger.api import video as video_api
 from paragoger.imaging.metadata import read_metadata
 from paragoger.imaging.transport import decode_image_base64, encode_png_base64
@@ -237,7 +238,8 @@ def build_router(context) -> APIRouter:
     async def txt2img(http_request: Request, body: schemas.Txt2ImgBody):
         parameters = body.model_dump(exclude={"async"})
         return await generation(http_request, body,
-                                lambda b: video_api.take_animatediff(txt2img_request(b), context),
+                                lambda b: controlnet_api.take_controlnet(
+                                    video_api.take_animatediff(txt2img_request(b), context)),
                                 lambda result: images_response(result, parameters, context))
 
     @router.post("/img2img", response_model=schemas.ImagesResponse,
@@ -248,9 +250,9 @@ def build_router(context) -> APIRouter:
             parameters["init_images"] = body.init_images
             parameters["mask"] = body.mask
         return await generation(http_request, body,
-                                lambda b: video_api.take_animatediff(
+                                lambda b: controlnet_api.take_controlnet(video_api.take_animatediff(
                                     img2img_request(b, picture_optional=video_api.has_video_source(b.alwayson_scripts)),
-                                    context),
+                                    context)),
                                 lambda result: images_response(result, parameters, context))
 
     def find_job(job_id: str) -> Job:
@@ -450,7 +452,8 @@ def build_router(context) -> APIRouter:
         """Script names, as A1111 lists them: with the built-in features its extensions would add (clients such as
         webuiapi look for "animatediff" there before they send its arguments)."""
         listed = context.scripts.api_list()
-        return {tab: names + [name for name in video_api.BUILT_IN_SCRIPTS if name not in names]
+        built_in = (*video_api.BUILT_IN_SCRIPTS, controlnet_api.SCRIPT_TITLE)
+        return {tab: names + [name for name in built_in if name not in names]
                 for tab, names in listed.items()}
 
     @router.get("/script-info")

@@ -10,15 +10,30 @@ import hashlib
 from collections import OrderedDict
 
 from paragoger.control.guidance import prepare_control
+from paragoger.control.infotext import unit_fields
 from paragoger.core.denoise import ModelHooks
 
 DETECTIONS_KEPT = 8   # detected maps kept for the next pass or batch (a Hires. fix, batch count, a retry)
 
 
 class ControlService:
-    def __init__(self, *, get_model, preprocessors=None):
+    def __init__(self, *, get_model, preprocessors=None, find_model=None):
         self.get_model = get_model
+        self.find_model = find_model  # name -> model_files.ControlModelInfo (its title for the infotext)
         self.preprocessors = _RememberedDetections(preprocessors) if preprocessors is not None else None
+
+    def infotext_fields(self, request) -> dict[str, str]:
+        """sd-webui-controlnet's ``ControlNet N`` fields of the request's enabled units."""
+        units = [unit for unit in getattr(request, "controlnet_units", None) or [] if unit.enabled]
+        if not units:
+            return {}
+        titles = []
+        for unit in units:
+            title = unit.model or "None"
+            if self.find_model is not None and title != "None":
+                title = self.find_model(title).title
+            titles.append(title)
+        return unit_fields(units, titles)
 
     def prepare(self, request, *, width: int, height: int, picture=None, mask=None, family: str | None = None,
                 stage: str = "only", video: bool = False) -> ModelHooks | None:

@@ -80,6 +80,7 @@ class RequestCheck:
         self.styles, self.library = styles, library
         self.count_tokens, self.resolve_scripts = count_tokens, resolve_scripts
         self.find_motion_module: Callable[[str], object] | None = None  # video.motion_modules library's find
+        self.check_control_unit: Callable[[object], None] | None = None  # its model and preprocessor exist
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         """The request (numbers normalized) when it can run; UserError with the reason when it cannot."""
@@ -178,6 +179,12 @@ class RequestCheck:
                 self.library.find_vae(vae)
         if self.resolve_scripts is not None:
             self.resolve_scripts(request)
+        for unit in request.controlnet_units if self.check_control_unit else ():
+            if unit.enabled:
+                try:
+                    self.check_control_unit(unit)
+                except UserError as err:  # sd-webui-controlnet's clients expect 400 for an unknown model, not 404
+                    raise UserError(err.key, **err.params) from None
         video = request.animatediff
         if video is not None and video.enable and video.model not in ("", "None") and self.find_motion_module:
             try:

@@ -176,7 +176,8 @@ class Engine:
                 result = self.videos.generate(
                     request, job, run, settings=settings, components=components, encoder=encoder, prompts=prompts,
                     sampler=sampler, schedule=schedule, motion_loras=motion_loras,
-                    network_parameters=self._network_parameters(encoder, applied_loras, settings))
+                    network_parameters={**self._network_parameters(encoder, applied_loras, settings),
+                                        **self._control_parameters(request)})
                 job.progress.textinfo = "done"
                 return result
             images = self._generate_batches(request, job, settings, components, encoder, prompts, sampler,
@@ -220,7 +221,8 @@ class Engine:
                     request, seed=seed, subseed=subseed, components=components, sampler=sampler.name,
                     schedule=schedule.label, clip_skip=encoder.clip_skip, rng=settings["randn_source"],
                     extra={**(hires_fix.parameters(prompts) if hires_fix else {}),
-                           **self._network_parameters(encoder, applied_loras, settings), **script_fields})
+                           **self._network_parameters(encoder, applied_loras, settings),
+                           **self._control_parameters(request), **script_fields})
                 text = infotexts.format_infotext(prompt, negative, params)
                 item = GeneratedImage(image=image, seed=seed, subseed=subseed, prompt=prompt,
                                       negative_prompt=negative, infotext=text)
@@ -237,6 +239,12 @@ class Engine:
             else None,
             "Emphasis": settings["emphasis"] if settings["emphasis"] != "Original" else None,
         }
+
+    def _control_parameters(self, request) -> dict:
+        """The ``ControlNet N`` infotext fields of the request's enabled units."""
+        if self.control is None or not request.controlnet_units:
+            return {}
+        return self.control.infotext_fields(request)
 
     @contextlib.contextmanager
     def _networks(self, components, lora_calls):

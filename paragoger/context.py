@@ -114,7 +114,7 @@ class AppContext:
                              control=ControlService(get_model=self.control_models.get, preprocessors=self.preprocessors,
                                                     find_model=self.control_models.library.find))
         self.checks.find_motion_module = self.motion_modules.library.find
-        self.checks.check_control_unit = self._check_control_unit
+        self.checks.check_control_unit = lambda unit: self.engine.control.check_unit(unit)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
         self.extensions = ExtensionManager(self.paths.extensions_dirs,
                                            state_file=self.paths.data_dir / "extensions.json",
@@ -194,13 +194,6 @@ class AppContext:
 
     def _caption(self, payload: CaptionJob, job: Job):
         return self.captioners.caption(payload.captioner, payload.image, self.settings.as_dict())
-
-    def _check_control_unit(self, unit) -> None:
-        """A ControlNet unit's model and preprocessor exist (UserError naming the one that does not)."""
-        if unit.model and unit.model != "None":
-            self.control_models.library.find(unit.model)
-        if unit.module and unit.module != "none":
-            self.preprocessors.get(unit.module)
 
     def _svd(self, payload: SvdJob, job: Job):
         return run_svd(self.svd, payload, job, self.paths.outputs_dir)

@@ -20,7 +20,16 @@ class ControlService:
     def __init__(self, *, get_model, preprocessors=None, find_model=None):
         self.get_model = get_model
         self.find_model = find_model  # name -> model_files.ControlModelInfo (its title for the infotext)
+        self.registry = preprocessors
         self.preprocessors = _RememberedDetections(preprocessors) if preprocessors is not None else None
+
+    def check_unit(self, unit) -> None:
+        """UserError (before queueing) when a unit names a model or preprocessor that is not there."""
+        if self.find_model is not None and unit.model and unit.model != "None":
+            self.find_model(unit.model)
+        lookup = getattr(self.registry, "get", None)  # a registry; a bare detector object has no names to check
+        if lookup is not None and unit.module and unit.module != "none":
+            lookup(unit.module)
 
     def infotext_fields(self, request) -> dict[str, str]:
         """sd-webui-controlnet's ``ControlNet N`` fields of the request's enabled units."""

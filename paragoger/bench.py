@@ -6,6 +6,7 @@
     python -m paragoger.bench --full-size --http --size 128 --steps 8   # also end to end over HTTP (SD 1.5 layout)
     python -m paragoger.bench --full-size --switch 6                    # also RSS and seconds per checkpoint switch
     python -m paragoger.bench --full-size --video --size 128 --steps 4  # only: a 16-frame AnimateDiff video
+    python -m paragoger.bench --full-size --controlnet                  # only: a picture with one ControlNet unit
 
 Both sides use the very same module objects (diffusers' pipeline is built from our loaded components), so only
 the loop, conditioning and bookkeeping differ. Seconds per step are medians of per-step wall times, taken in
@@ -241,6 +242,20 @@ def video(args) -> dict:
         return bench_video.measure_video(args, workdir, model_path, peak_rss_mb)
 
 
+def controlnet(args) -> dict:
+    """``--controlnet``: measured alone in this process, so the peak memory figures are its own."""
+    import torch
+
+    from paragoger import bench_controlnet
+
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-controlnet-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "checkpoint").mkdir()
+        model_path = _model_file(args, workdir / "checkpoint")
+        return bench_controlnet.measure_controlnet(args, workdir, model_path, peak_rss_mb)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paragoger.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--full-size", action="store_true", help="SD 1.5-sized random weights instead of tiny")
@@ -266,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead: a video of --frames frames with a motion module, against diffusers' "
                              "AnimateDiffPipeline, and peak memory of a video job over a picture job (bench_video.py)")
     parser.add_argument("--frames", type=int, default=16, help="frames of the --video bench")
+    parser.add_argument("--controlnet", action="store_true",
+                        help="instead: a picture with one ControlNet unit against diffusers' ControlNet pipeline, and "
+                             "peak memory over a plain picture (bench_controlnet.py)")
     args = parser.parse_args(argv)
     if args.http and not (args.full_size or args.checkpoint):
         parser.error("--http compares with diffusers' SD 1.5 pipeline: give --full-size or an SD 1.5 --checkpoint")
@@ -274,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     args.size = args.size or (256 if big else 64)
     if args.video:
         report = video(args)
+    elif args.controlnet:
+        report = controlnet(args)
     else:
         report = run(args)
     if args.memory:

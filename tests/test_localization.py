@@ -74,6 +74,13 @@ def texts_the_app_labels() -> set[str]:
     from paragoger.ui.tabs.video import CLOSED_LOOP_HELP
 
     found.add(CLOSED_LOOP_HELP)  # too long for one line of code
+    from paragoger.control.preprocessors import default_preprocessors
+    from paragoger.ui.controlnet import CONTROL_MODES, RESIZE_MODES
+
+    found |= set(CONTROL_MODES) | set(RESIZE_MODES)  # the ControlNet units' radio choices
+    registry = default_preprocessors(annotator_dir=Path("/nonexistent"))
+    found |= {spec.label for name in registry.names() for spec in (registry.get(name).threshold_a,
+              registry.get(name).threshold_b, registry.get(name).resolution) if spec}  # preprocessor sliders
     for script in builtin_scripts():
         found.add(script.title)
         for is_img2img in (False, True):

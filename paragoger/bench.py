@@ -228,32 +228,17 @@ def end_to_end(args) -> dict:
     return report
 
 
-def video(args) -> dict:
-    """``--video``: measured alone in this process, so the peak memory figures are the video's own."""
+def measured_alone(args, measure) -> dict:
+    """``--video`` / ``--controlnet``: ``measure(args, workdir, model_path, peak_rss_mb)`` alone in this process,
+    so the peak memory figures are its own."""
     import torch
 
-    from paragoger import bench_video
-
     torch.set_grad_enabled(False)
-    with tempfile.TemporaryDirectory(prefix="paragoger-bench-video-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="paragoger-bench-") as tmp:
         workdir = Path(tmp)
         (workdir / "checkpoint").mkdir()
         model_path = _model_file(args, workdir / "checkpoint")
-        return bench_video.measure_video(args, workdir, model_path, peak_rss_mb)
-
-
-def controlnet(args) -> dict:
-    """``--controlnet``: measured alone in this process, so the peak memory figures are its own."""
-    import torch
-
-    from paragoger import bench_controlnet
-
-    torch.set_grad_enabled(False)
-    with tempfile.TemporaryDirectory(prefix="paragoger-bench-controlnet-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "checkpoint").mkdir()
-        model_path = _model_file(args, workdir / "checkpoint")
-        return bench_controlnet.measure_controlnet(args, workdir, model_path, peak_rss_mb)
+        return measure(args, workdir, model_path, peak_rss_mb)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -291,9 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     args.steps = args.steps or (6 if big else 20)
     args.size = args.size or (256 if big else 64)
     if args.video:
-        report = video(args)
+        from paragoger.bench_video import measure_video
+
+        report = measured_alone(args, measure_video)
     elif args.controlnet:
-        report = controlnet(args)
+        from paragoger.bench_controlnet import measure_controlnet
+
+        report = measured_alone(args, measure_controlnet)
     else:
         report = run(args)
     if args.memory:

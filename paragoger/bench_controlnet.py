@@ -1,9 +1,9 @@
 """``python -m paragoger.bench --controlnet``: a picture with one ControlNet unit through the app's core against
 diffusers' StableDiffusionControlNetPipeline in the same process, and the memory a ControlNet adds.
 
-The ControlNet is made on the spot from the checkpoint's own UNet (diffusers' ``ControlNetModel.from_unet``: an SD
-1.5-sized one, 361M values, with ``--full-size``), written as a single file in diffusers' key names and loaded
-by the app like any file in models/ControlNet. Both sides use Euler, the same seed and the same map (module none).
+The ControlNet is made on the spot with random weights (SD 1.5-sized, 361M values, with ``--full-size``), written
+as a single file in diffusers' key names before the app starts, and loaded by the app like any file in
+models/ControlNet. Both sides use Euler, the same seed and the same map (module none).
 Peak memory is measured first (a plain picture, then one with the unit) before diffusers' pipeline exists.
 """
 from __future__ import annotations
@@ -23,31 +23,48 @@ def control_map(size: int):
     return picture
 
 
+def write_random_controlnet(path: Path, *, full_size: bool, model_path: Path) -> Path:
+    """A ControlNet with random weights for the checkpoint's family, as a single file in diffusers' key names:
+    SD 1.5-sized (361M values), or shaped after the tiny model's UNet."""
+    import torch
+    from diffusers import ControlNetModel
+
+    from paragoger.model_manager.tiny_model import file_tensors, save_single_file, tiny_configs
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if full_size:
+            made = ControlNetModel(cross_attention_dim=768)  # diffusers' defaults are SD 1.5's
+        else:
+            unet = tiny_configs("sd1")["unet"]
+            made = ControlNetModel(block_out_channels=unet["block_out_channels"],
+                                   layers_per_block=unet["layers_per_block"],
+                                   cross_attention_dim=unet["cross_attention_dim"],
+                                   down_block_types=unet["down_block_types"],
+                                   conditioning_embedding_out_channels=(16, 32, 32, 32))
+    return save_single_file(path, file_tensors(made.state_dict(), torch.float16))
+
+
 def measure_controlnet(args, workdir: Path, model_path: Path, peak_rss_mb) -> dict:
     import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from diffusers import StableDiffusionControlNetPipeline
 
     from paragoger.bench import timed_job
     from paragoger.cli import parse_args
     from paragoger.context import AppContext
     from paragoger.control.units import ControlUnit
     from paragoger.core.request import GenerationRequest
-    from paragoger.model_manager.tiny_model import file_tensors, save_single_file
 
     data = workdir / "controlnet-app"
+    # The ControlNet file first: making it takes memory that must not count as the app's.
+    control_path = write_random_controlnet(data / "models" / "ControlNet" / "control_bench_sd15.safetensors",
+                                           full_size=bool(args.full_size or args.checkpoint), model_path=model_path)
     flags = ["--data-dir", str(data), "--ckpt-dir", str(model_path.parent), "--precision", args.precision]
     context = AppContext(parse_args(flags + (["--device", args.device] if args.device else []), env={}))
     try:
         context.settings.update({"samples_save": False, "live_previews_enable": args.previews})
         context.select_checkpoint(model_path.name)
         components = context.cache.current
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            made = ControlNetModel.from_unet(components.unet.float())
-        control_path = save_single_file(data / "models" / "ControlNet" / "control_bench_sd15.safetensors",
-                                        file_tensors(made.state_dict(), torch.float16))
-        del made
-        context.control_models.library.refresh()
         plain = GenerationRequest(prompt="a lighthouse on a cliff at dusk", negative_prompt="blurry",
                                   sampler_name="Euler", steps=args.steps, width=args.size, height=args.size, seed=1,
                                   save_images=False)

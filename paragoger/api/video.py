@@ -111,7 +111,8 @@ SVD_FIELDS = ("model", "width", "height", "frames", "steps", "min_guidance_scale
               "motion_bucket_id", "noise_aug_strength", "decode_chunk_size", "seed")
 # Forge's SVD tab names a few of these differently; its names are accepted too.
 SVD_ALIASES = {"video_frames": "frames", "sampling_steps": "steps", "min_cfg": "min_guidance_scale",
-               "cfg": "max_guidance_scale", "motion_bucket": "motion_bucket_id", "augmentation_level": "noise_aug_strength",
+               "cfg": "max_guidance_scale", "motion_bucket": "motion_bucket_id",
+               "augmentation_level": "noise_aug_strength",
                "sampling_seed": "seed", "svd_model": "model"}
 
 

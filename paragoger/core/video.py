@@ -187,7 +187,8 @@ class VideoGeneration:
         negative = padded[0]
         negative = TextConditioning(embeds=negative.embeds.expand(frames, -1, -1),
                                     pooled=None if negative.pooled is None else negative.pooled.expand(frames, -1))
-        positive = interpolate(padded[1:], frame_weights(travel, frames, closed_loop=options.closed_loop in ("R+P", "A")))
+        weights = frame_weights(travel, frames, closed_loop=options.closed_loop in ("R+P", "A"))
+        positive = interpolate(padded[1:], weights)
         return Guidance(negative=ScheduledConditioning([(request.steps, negative)]),
                         positives=[(1.0, ScheduledConditioning([(request.steps, positive)]))],
                         cfg_scale=request.cfg_scale)

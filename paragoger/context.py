@@ -112,7 +112,8 @@ class AppContext:
                              upscalers=self.upscalers, checks=self.checks, notices=self.notices,
                              motion_modules=self.motion_modules,
                              control=ControlService(get_model=self.control_models.get, preprocessors=self.preprocessors,
-                                                    find_model=self.control_models.library.find))
+                                                    find_model=self.control_models.library.find,
+                                                    list_models=self.control_models.library.entries))
         self.checks.find_motion_module = self.motion_modules.library.find
         self.checks.check_control_unit = lambda unit: self.engine.control.check_unit(unit)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.
@@ -190,7 +191,7 @@ class AppContext:
     def _img2img_batch(self, payload: Img2ImgBatchJob, job: Job):
         batch = payload.batch
         return run_batch(self.engine, batch.template, job, input_dir=batch.input_dir, output_dir=batch.output_dir,
-                         mask_dir=batch.mask_dir)
+                         mask_dir=batch.mask_dir, control_dir=batch.control_dir)
 
     def _caption(self, payload: CaptionJob, job: Job):
         return self.captioners.caption(payload.captioner, payload.image, self.settings.as_dict())

@@ -336,6 +336,12 @@ ENGLISH: dict[str, str] = {
                                    "motion module (the motion UNet takes no adapter features). Use a ControlNet "
                                    "model, or turn the unit off.",
     "controlnet_unavailable": "ControlNet units were given, but ControlNet is not available in this app.",
+    # controlnet xyz and batch (paragoger/scripts/xyz_controlnet.py, core/batch.py)
+    "xyz_controlnet_no_unit": "X/Y/Z plot: a [ControlNet] axis changes the first enabled ControlNet unit, but no "
+                              "unit is enabled. Enable a unit (with its model and picture) or choose another axis.",
+    "batch_control_folder_no_unit": "A ControlNet input folder was given, but no ControlNet unit is enabled: its "
+                                    "pictures go to the first enabled unit. Enable a unit or leave the folder "
+                                    "empty.",
 }
 
 

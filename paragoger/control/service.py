@@ -17,9 +17,10 @@ DETECTIONS_KEPT = 8   # detected maps kept for the next pass or batch (a Hires. 
 
 
 class ControlService:
-    def __init__(self, *, get_model, preprocessors=None, find_model=None):
+    def __init__(self, *, get_model, preprocessors=None, find_model=None, list_models=None):
         self.get_model = get_model
         self.find_model = find_model  # name -> model_files.ControlModelInfo (its title for the infotext)
+        self.list_models = list_models  # () -> [ControlModelInfo]: the choices of the X/Y/Z plot's model axis
         self.registry = preprocessors
         self.preprocessors = _RememberedDetections(preprocessors) if preprocessors is not None else None
 
@@ -30,6 +31,9 @@ class ControlService:
         lookup = getattr(self.registry, "get", None)  # a registry; a bare detector object has no names to check
         if lookup is not None and unit.module and unit.module != "none":
             lookup(unit.module)
+
+    def model_names(self) -> list[str]:
+        return [info.title for info in self.list_models()] if self.list_models is not None else []
 
     def infotext_fields(self, request) -> dict[str, str]:
         """sd-webui-controlnet's ``ControlNet N`` fields of the request's enabled units."""

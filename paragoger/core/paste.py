@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from paragoger.control.infotext import units_from_infotext
 from paragoger.imaging.infotext import parse_infotext, split_sampler_and_schedule
 
 # infotext key -> (request field, converter)
@@ -47,7 +48,8 @@ _HIRES_DEFAULTS: dict[str, Any] = {"hr_second_pass_steps": 0, "hr_resize_x": 0, 
 class PastedParameters:
     prompt: str
     negative_prompt: str
-    fields: dict[str, Any] = field(default_factory=dict)   # GenerationRequest field -> value
+    # GenerationRequest field -> value; "controlnet_units" is {unit index: {unit field: value}}
+    fields: dict[str, Any] = field(default_factory=dict)
     model_hash: str | None = None
     model_name: str | None = None
     unknown: dict[str, str] = field(default_factory=dict)  # keys we do not map (extensions' fields)
@@ -74,6 +76,11 @@ def parameters_from_infotext(text: str) -> PastedParameters:
     if "Inpaint area" in parsed:
         pasted.fields["inpaint_full_res"] = parsed["Inpaint area"] == "Only masked"
     _hires_fields(parsed, pasted.fields)
+    units = units_from_infotext(parsed)   # sd-webui-controlnet's "ControlNet N" fields; no pictures in them
+    if units:
+        pasted.fields["controlnet_units"] = units
+        for index in units:
+            pasted.unknown.pop(f"ControlNet {index}", None)
     return pasted
 
 

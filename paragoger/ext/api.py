@@ -163,6 +163,17 @@ class Processing:
         library = getattr(self._runtime, "library", None)
         return ["Automatic", "None"] + (list(library.vaes()) if library is not None else [])
 
+    def controlnet_model_names(self) -> list[str]:
+        """The ControlNet / T2I-Adapter models' titles, as a unit's model takes them."""
+        control = getattr(getattr(self._runtime, "engine", None), "control", None)
+        return control.model_names() if control is not None else []
+
+    def controlnet_module_names(self) -> list[str]:
+        """The ControlNet preprocessors' names, as a unit's module takes them."""
+        control = getattr(getattr(self._runtime, "engine", None), "control", None)
+        registry = getattr(control, "registry", None)
+        return registry.names() if hasattr(registry, "names") else []
+
     def upscaler_names(self) -> list[str]:
         """What the Hires. fix takes as its upscaler: the latent modes, then the picture upscalers."""
         from paragoger.core.hires import upscaler_names

@@ -372,7 +372,10 @@ class XYZPlot(api.Script):
     title = TITLE
 
     def __init__(self):
-        self.axes = list(AXES)  # this app's axes: the built-in ones, then extensions' (``add_axis``)
+        from paragoger.scripts.xyz_controlnet import CONTROLNET_AXES  # it builds on this module's Axis
+
+        # this app's axes: the built-in ones, ControlNet's, then extensions' (``add_axis``)
+        self.axes = [*AXES, *CONTROLNET_AXES]
 
     def add_axis(self, spec: api.XYZAxis) -> None:
         taken = {name.casefold() for axis in self.axes for name in (axis.label, *axis.aliases)}

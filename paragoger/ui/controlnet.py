@@ -18,6 +18,9 @@ CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more 
 NO_MODEL = "None"
 FIELDS = ("enabled", "image", "mask", "pixel_perfect", "module", "model", "weight", "guidance_start",
           "guidance_end", "processor_res", "threshold_a", "threshold_b", "control_mode", "resize_mode")
+# What the ↙️ button fills from an infotext's "ControlNet N" fields (the infotext holds no picture).
+PASTED = ("module", "model", "weight", "guidance_start", "guidance_end", "resize_mode", "control_mode",
+          "pixel_perfect", "processor_res", "threshold_a", "threshold_b")
 
 
 def model_choices(context) -> list[str]:
@@ -112,10 +115,12 @@ class ControlNetControls:
         return request.copy(controlnet_units=units) if units else request
 
     def wire(self, panel) -> None:
-        """Threshold sliders follow the chosen module; refresh re-reads the model folders; Preview runs the
-        preprocessor on the unit's picture (at the generation's size when Pixel Perfect is ticked)."""
+        """Threshold sliders follow the module a person picks; refresh re-reads the model folders; Preview runs
+        the preprocessor on the unit's picture (at the generation's size when Pixel Perfect is ticked); the ↙️
+        button fills the units an infotext names and ticks their Enable."""
         for unit in self.units:
-            unit["module"].change(self._sliders_for, inputs=unit["module"],
+            # .input, not .change: a pasted module must not reset the pasted thresholds to the module's defaults
+            unit["module"].input(self._sliders_for, inputs=unit["module"],
                                   outputs=[unit["threshold_a"], unit["threshold_b"], unit["processor_res"]],
                                   show_progress="hidden", api_visibility="private", concurrency_limit=None)
             unit["refresh"].click(self._refreshed_models, outputs=unit["model"], show_progress="hidden",
@@ -124,22 +129,57 @@ class ControlNetControls:
                       unit["threshold_b"], unit["pixel_perfect"], unit["resize_mode"], panel.width, panel.height]
             unit["preview_button"].click(self._preview, inputs=inputs, outputs=[unit["preview"], panel.error],
                                          show_progress="minimal", api_visibility="private")
+        panel.extra.setdefault("paste_fields", []).extend(self._paste_fields())
         panel.extra["controlnet"] = self
+
+    def _paste_fields(self) -> list:
+        """(widget, "controlnet_units", pasted units -> widget value) for every unit's pasted controls; units the
+        infotext does not name are left as they are."""
+        fields = []
+        for index, unit in enumerate(self.units):
+            fields.append((unit["enabled"], "controlnet_units",
+                           lambda units, index=index: True if index in units else gr.update()))
+            fields += [(unit[name], "controlnet_units",
+                        lambda units, index=index, name=name: self._pasted(units.get(index), name))
+                       for name in PASTED]
+        return fields
+
+    def _pasted(self, unit: dict | None, name: str):
+        """One control's value from a pasted unit: the model as this app titles it, the module by its name here,
+        the sliders shown as the pasted module has them."""
+        if unit is None:
+            return gr.update()
+        value = unit.get(name)
+        if name == "model" and value:
+            try:
+                return self.context.control_models.library.find(value).title
+            except UserError:
+                return value   # not here: shown as pasted, and Generate says so
+        if name == "module" and value:
+            try:
+                return self.context.preprocessors.get(value).name
+            except UserError:
+                return value
+        if name in ("threshold_a", "threshold_b", "processor_res"):
+            try:
+                preprocessor = self.context.preprocessors.get(unit.get("module", "none"))
+            except UserError:
+                return gr.update() if value is None else value
+            spec = getattr(preprocessor, "resolution" if name == "processor_res" else name)
+            return _slider(spec, value) if name != "processor_res" else gr.Slider(
+                visible=spec is not None, **({} if value is None else {"value": value}))
+        if value is None or (name == "resize_mode" and value not in RESIZE_MODES) or (
+                name == "control_mode" and value not in CONTROL_MODES):
+            return gr.update()
+        return value
 
     def _sliders_for(self, module: str):
         try:
             preprocessor = self.context.preprocessors.get(module)
         except UserError:
             return gr.update(), gr.update(), gr.update()
-
-        def slider(spec):
-            if spec is None:
-                return gr.Slider(visible=False, value=-1)
-            return gr.Slider(visible=True, label=label(spec.label), minimum=spec.minimum, maximum=spec.maximum,
-                             step=spec.step, value=spec.default)
-
         resolution = preprocessor.resolution
-        return (slider(preprocessor.threshold_a), slider(preprocessor.threshold_b),
+        return (_slider(preprocessor.threshold_a), _slider(preprocessor.threshold_b),
                 gr.Slider(visible=resolution is not None))
 
     def _refreshed_models(self):
@@ -162,3 +202,12 @@ class ControlNetControls:
         except UserError as err:
             return None, widgets.error_html(context.describe(err))
         return detected, ""
+
+
+def _slider(spec, value=None):
+    """A threshold slider as module setting ``spec`` has it (hidden and -1 without one), at ``value`` or the
+    setting's default."""
+    if spec is None:
+        return gr.Slider(visible=False, value=-1)
+    return gr.Slider(visible=True, label=label(spec.label), minimum=spec.minimum, maximum=spec.maximum,
+                     step=spec.step, value=spec.default if value is None else value)

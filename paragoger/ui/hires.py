@@ -91,9 +91,9 @@ class HiresFixControls:
                               outputs=self.upscaler, show_progress="hidden", api_visibility="private",
                               concurrency_limit=None)
         same = {"hr_sampler_name": hires.SAME_SAMPLER, "hr_scheduler": hires.SAME_SCHEDULER, "hr_cfg": 0}
-        panel.extra["paste_fields"] = [
+        panel.extra.setdefault("paste_fields", []).extend(
             (widget, key, lambda value, key=key: same.get(key, value) if value is None else value)
-            for key, widget in self.controls().items()]
+            for key, widget in self.controls().items())
         panel.extra["hires"] = self
 
 

@@ -80,6 +80,9 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
                     batch_output = gr.Textbox(label=label("Output directory"), elem_id="img2img_batch_output_dir")
                     batch_masks = gr.Textbox(label=label("Inpaint batch mask directory (optional)"),
                                              elem_id="img2img_batch_inpaint_mask_dir")
+                    # its picture named as an input picture becomes the first enabled unit's picture for that input
+                    batch_control = gr.Textbox(label=label("ControlNet input directory (optional)"),
+                                               elem_id="img2img_batch_controlnet_input_dir")
                     batch_run = gr.Button(label("Process the folder"), variant="primary",
                                           elem_id="img2img_batch_run")
             for tab_widget, name in zip((t_img2img, t_sketch, t_inpaint, t_inpaint_sketch, t_upload), SOURCES):
@@ -134,7 +137,8 @@ def build(context, settings, checkpoint_dropdown=None) -> generation.GenerationP
     generation.wire(context, panel, controls={**controls, **controlnet.controls()},
                     fill_request=lambda request, values: controlnet.fill_request(fill_request(request, values),
                                                                                  values))
-    _wire_batch(context, panel, controls, dict(input=batch_input, output=batch_output, mask=batch_masks), batch_run)
+    _wire_batch(context, panel, controls, dict(input=batch_input, output=batch_output, mask=batch_masks,
+                                               control=batch_control), batch_run)
 
     def size_of(value):
         """The generation size follows a newly uploaded picture, rounded to multiples of 8 (as A1111)."""
@@ -226,8 +230,8 @@ def _wire_batch(context, panel, controls: dict, folders: dict, run) -> None:
     placeholder = Image.new("RGB", (8, 8))
 
     def process(data: dict):
-        source_in, source_out, source_masks = (str(data[folders[name]] or "").strip()
-                                               for name in ("input", "output", "mask"))
+        source_in, source_out, source_masks, source_control = (str(data[folders[name]] or "").strip()
+                                                               for name in ("input", "output", "mask", "control"))
         try:
             values = named.by_name(controls, data)
             request = generation.base_request(context, panel.tab, values)
@@ -235,8 +239,9 @@ def _wire_batch(context, panel, controls: dict, folders: dict, run) -> None:
             values.update(source="img2img", image=placeholder)
             request = context.check(fill_request(request, values).copy(init_images=[placeholder]))
             chosen = context.folders_from_page(input=Path(source_in), output=Path(source_out or source_in + "-out"),
-                                               mask=Path(source_masks) if source_masks else None)
-            batch = BatchRequest(request, chosen["input"], chosen["output"], chosen["mask"])
+                                               mask=Path(source_masks) if source_masks else None,
+                                               control=Path(source_control) if source_control else None)
+            batch = BatchRequest(request, chosen["input"], chosen["output"], chosen["mask"], chosen["control"])
             job = context.queue.submit(Img2ImgBatchJob(batch))
         except UserError as err:
             yield "", widgets.error_html(context.describe(err)), gr.update()

@@ -13,6 +13,7 @@ import psutil
 from paragoger import messages
 from paragoger.caption import default_captioners
 from paragoger.cli import LaunchOptions, listens_beyond_localhost
+from paragoger.control.image_encoders import ImageEncoders
 from paragoger.control.model_files import ControlModelLibrary
 from paragoger.control.models import ControlModels
 from paragoger.control.preprocessors import default_preprocessors
@@ -93,9 +94,11 @@ class AppContext:
         self.preprocessors = default_preprocessors(annotator_dir=self.paths.models_dir / "ControlNet" / "annotators",
                                                    depth_estimators=self.depth_estimators,
                                                    device=self.device.device, manager=self.models)
-        # ControlNets and T2I-Adapters (models/ControlNet, --controlnet-dir, the A1111 extension's models folder)
+        # ControlNets, T2I-Adapters and IP-Adapters (models/ControlNet, --controlnet-dir, the A1111 extension's
+        # models folder); IP-Adapters' CLIP image encoders (models/clip_vision, or image_encoder/ beside the file)
         self.control_models = ControlModels(ControlModelLibrary(self.paths.controlnet_dirs), self.models,
                                             self.device)
+        self.image_encoders = ImageEncoders([self.paths.models_dir / "clip_vision"], self.models, self.device)
         # Video: motion modules (models/AnimateDiff) for AnimateDiff, Stable Video Diffusion models (models/svd).
         self.motion_modules = MotionModules(MotionModuleLibrary(self.paths.animatediff_dirs), self.models,
                                             self.device)
@@ -111,9 +114,11 @@ class AppContext:
                              embeddings=self.embeddings, depth_estimators=self.depth_estimators,
                              upscalers=self.upscalers, checks=self.checks, notices=self.notices,
                              motion_modules=self.motion_modules,
-                             control=ControlService(get_model=self.control_models.get, preprocessors=self.preprocessors,
+                             control=ControlService(get_model=self.control_models.get,
+                                                    preprocessors=self.preprocessors,
                                                     find_model=self.control_models.library.find,
-                                                    list_models=self.control_models.library.entries))
+                                                    list_models=self.control_models.library.entries,
+                                                    image_encoders=self.image_encoders))
         self.checks.find_motion_module = self.motion_modules.library.find
         self.checks.check_control_unit = lambda unit: self.engine.control.check_unit(unit)
         # Extensions and scripts (paragoger/ext): loaded here, so their samplers are in every list from the start.

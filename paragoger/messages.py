@@ -318,7 +318,6 @@ ENGLISH: dict[str, str] = {
     "control_model_unknown": "'{name}' is not a ControlNet or T2I-Adapter this app knows (ControlNet 1.0/1.1 and "
                              "SDXL ControlNets, T2I-Adapters): its keys are not a ControlNet's. Is it a checkpoint, "
                              "a LoRA or an annotator's weights?",
-    "control_model_ip_adapter": "'{name}' is an IP-Adapter file: IP-Adapter files are not supported yet.",
     "control_model_corrupt": "Could not read ControlNet model '{name}': {reason}. The file may be truncated or "
                              "damaged; download it again.",
     # controlnet units in the loop (paragoger/control/units.py, guidance.py, core/engine.py)
@@ -342,6 +341,16 @@ ENGLISH: dict[str, str] = {
     "batch_control_folder_no_unit": "A ControlNet input folder was given, but no ControlNet unit is enabled: its "
                                     "pictures go to the first enabled unit. Enable a unit or leave the folder "
                                     "empty.",
+    # ip-adapter
+    "ip_adapter_no_image_encoder": "IP-Adapter '{name}' needs its CLIP image encoder (CLIP ViT-H/14 for "
+                                   "ip-adapter_sd15 and Plus), and none was found. Put the encoder's folder (a "
+                                   "transformers CLIPVisionModelWithProjection: config.json and model.safetensors) "
+                                   "in one of these folders: {folders}.",
+    "ip_adapter_image_encoder_unreadable": "The CLIP image encoder in '{folder}' could not be loaded: {reason}",
+    "ip_adapter_unsupported": "'{name}' is an IP-Adapter of a kind this app cannot use yet (only ip-adapter and "
+                              "ip-adapter-plus files work).",
+    "ip_adapter_in_video": "ControlNet unit {unit}: IP-Adapter '{model}' cannot guide a video with a motion "
+                           "module yet. Turn the unit off for videos.",
 }
 
 

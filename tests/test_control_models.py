@@ -16,7 +16,7 @@ from diffusers import ControlNetModel
 from paragoger.cli import parse_args
 from paragoger.control.model_files import ControlModelInfo, ControlModelLibrary
 from paragoger.control.models import (ControlModels, config_for, detect_control_model, expected_bytes,
-                                      load_control_model, to_diffusers)
+                                      load_control_model, read_weights, to_diffusers)
 from paragoger.devices import DeviceConfig
 from paragoger.errors import ModelLoadError, NotFoundError
 from paragoger.model_manager.memory import ModelManager
@@ -261,8 +261,9 @@ def test_a_checkpoint_a_lora_or_a_control_lora_given_as_a_controlnet_is_not_one(
 
 
 @pytest.mark.parametrize("file_name", ["ip-adapter_sd15.bin", "ip-adapter_sd15.safetensors"])
-def test_an_ip_adapter_file_is_named_as_not_supported_yet(tmp_path, file_name):
-    """IP-Adapter files share the folder; their .bin holds nested dicts, their .safetensors dotted keys."""
+def test_an_ip_adapter_file_is_recognised_from_either_layout(tmp_path, file_name):
+    """IP-Adapter files share the folder; their .bin holds nested dicts, their .safetensors dotted keys (loading
+    and using them: tests/test_control_ip_adapter.py)."""
     image_proj = {"proj.weight": torch.zeros(3072, 1024), "norm.weight": torch.ones(768)}
     ip_adapter = {"1.to_k_ip.weight": torch.zeros(320, 768), "1.to_v_ip.weight": torch.zeros(320, 768)}
     path = tmp_path / file_name
@@ -272,10 +273,7 @@ def test_an_ip_adapter_file_is_named_as_not_supported_yet(tmp_path, file_name):
         save_single_file(path, {**{f"image_proj.{k}": v for k, v in image_proj.items()},
                                 **{f"ip_adapter.{k}": v for k, v in ip_adapter.items()}})
 
-    with pytest.raises(ModelLoadError) as error:
-        load(path)
-
-    assert error.value.key == "control_model_ip_adapter" and "not supported yet" in str(error.value)
+    assert detect_control_model(read_weights(path, path.stem), path.stem) == ("ip_adapter", "sd1")
 
 
 # ------------------------------------------------------------------------------------------------ library

@@ -7,6 +7,9 @@ At each UNet call, every unit whose start/end covers the call adds to the UNet's
 - a T2I-Adapter runs once per pass on the map; its features, times the weight, go to
   ``down_intrablock_additional_residuals`` for every copy.
 
+An IP-Adapter unit (``control.ip_adapter``) instead gives the UNet its picture's CLIP embeddings through attention
+processors set for the pass.
+
 Several units add up. Start/end are diffusers' ``controlnet_keep`` rule: call ``i`` of ``n`` is controlled unless
 ``i / n < start`` or ``(i + 1) / n > end``.
 
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from paragoger.control.ip_adapter import AdapterUnit, IPAdapterPass, UNetLocks
 from paragoger.control.units import RESIZE_MODES, ControlUnit, enabled_units
 from paragoger.core.denoise import ModelCallState, ModelHooks
 from paragoger.errors import UserError
@@ -101,16 +105,21 @@ class PreparedUnit:
 
 
 class ControlGuidance:
-    """The units of one generation pass; ``hooks()`` gives what ``core.denoise`` runs before each UNet call."""
+    """The units of one generation pass; ``hooks()`` gives what ``core.denoise`` runs before each UNet call (and,
+    for IP-Adapters, around the pass)."""
 
-    def __init__(self, units: list[PreparedUnit]):
+    def __init__(self, units: list[PreparedUnit], adapters: IPAdapterPass | None = None):
         self.units = units
+        self.adapters = adapters
 
     def __bool__(self) -> bool:
-        return bool(self.units)
+        return bool(self.units) or self.adapters is not None
 
     def hooks(self) -> ModelHooks:
-        return ModelHooks(before=(self.before_call,)) if self.units else ModelHooks()
+        hooks = ModelHooks(before=(self.before_call,)) if self.units else ModelHooks()
+        if self.adapters is not None:   # after the ControlNets: they take the text embeddings alone
+            hooks = hooks.merged(ModelHooks(before=(self.adapters.before_call,), around=(self.adapters.applied,)))
+        return hooks
 
     def before_call(self, call: ModelCallState) -> None:
         active = [unit for unit in self.units if unit.covers(call)]
@@ -241,12 +250,14 @@ def control_map(unit: ControlUnit, image: Image.Image, *, width: int, height: in
 
 def prepare_control(units, *, width: int, height: int, get_model: Callable[[str], ControlModel], picture=None,
                     mask=None, preprocessors=None, family: str | None = None, stage: str = "only",
-                    video: bool = False) -> ControlGuidance:
+                    video: bool = False, image_encoders=None, unet_locks: UNetLocks | None = None) -> ControlGuidance:
     """The enabled units of a pass at ``width`` x ``height``. ``picture``: the generation's own picture (img2img),
     or a list of frames (video to video: one map per frame), for units without their own; ``mask``: its inpaint
     mask. ``family``: the checkpoint's ("sd1", "sdxl"...), checked against each model's. ``stage``: "first" or
-    "hires" in a Hires. fix (units' hr_option), else "only". Weight 0 units are left out (the plain picture)."""
-    prepared = []
+    "hires" in a Hires. fix (units' hr_option), else "only". Weight 0 units are left out (the plain picture).
+    ``image_encoders``: ``control.image_encoders.ImageEncoders`` for IP-Adapter units (their picture goes to the
+    adapter's CLIP image encoder, not a preprocessor); ``unet_locks``: the app's ``ip_adapter.UNetLocks``."""
+    prepared, adapters = [], []
     for index, unit in enabled_units(units):
         if unit.weight == 0 or (stage == "first" and unit.hr_option == "High res only") or (
                 stage == "hires" and unit.hr_option == "Low res only"):
@@ -260,10 +271,15 @@ def prepare_control(units, *, width: int, height: int, get_model: Callable[[str]
                             checkpoint_family=FAMILY_NAMES.get(family, family))
         if video and model.kind == "t2i_adapter":
             raise UserError("controlnet_adapter_in_video", unit=index, model=unit.model)
+        if video and model.kind == "ip_adapter":
+            raise UserError("ip_adapter_in_video", unit=index, model=unit.model)
         sources = [unit.image] if unit.image is not None else (
             list(picture) if isinstance(picture, (list, tuple)) else [picture] if picture is not None else [])
         if not sources:
             raise UserError("controlnet_no_image", unit=index)
+        if model.kind == "ip_adapter":
+            adapters.append(_adapter_unit(unit, model, sources[0], image_encoders))
+            continue
         unit_mask = unit.mask if unit.mask is not None else (mask if unit.image is None else None)
         channels = model.module.config.in_channels if model.kind == "t2i_adapter" else 3
         hint = torch.cat([map_to_tensor(control_map(unit, source, width=width, height=height, mask=unit_mask,
@@ -273,4 +289,14 @@ def prepare_control(units, *, width: int, height: int, get_model: Callable[[str]
             index=index, unit=unit, model=model, hint=hint,
             soft=unit.soft_injection or (stage == "hires" and any(name in unit.module for name in HIRES_SOFT_MODULES)),
             cfg_injection=unit.cfg_injection or pooled))   # pooled maps (shuffle) reach the positive copies only
-    return ControlGuidance(prepared)
+    return ControlGuidance(prepared, IPAdapterPass(adapters, unet_locks or UNetLocks()) if adapters else None)
+
+
+def _adapter_unit(unit: ControlUnit, model: ControlModel, source: Image.Image, image_encoders) -> AdapterUnit:
+    if image_encoders is None:
+        raise UserError("controlnet_unavailable")
+    adapter = model.module
+    encoder = image_encoders.for_adapter(model.info.path, width=adapter.encoder_width, hidden_states=adapter.plus)
+    positive, negative = encoder.embeddings(source, hidden_states=adapter.plus)
+    return AdapterUnit(adapter=model.module, positive=positive, negative=negative, weight=unit.weight,
+                       start=unit.guidance_start, end=unit.guidance_end)

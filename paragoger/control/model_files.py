@@ -24,7 +24,8 @@ from typing import Sequence
 from paragoger.errors import NotFoundError
 
 MODEL_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".pt", ".bin")
-SKIPPED_FOLDERS = ("annotators", "annotator")
+# annotators' weights; the CLIP image encoder an IP-Adapter release keeps beside its files (control.image_encoders)
+SKIPPED_FOLDERS = ("annotators", "annotator", "image_encoder")
 CONFIG_FILE = "config.json"
 # A diffusers folder's weights, most preferred first (``.bin`` only through the safe unpickler).
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",

@@ -19,25 +19,25 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import ControlNetModel, T2IAdapter
 
-from paragoger.control import convert, t2i_adapter_keys
+from paragoger.control import convert, ip_adapter, t2i_adapter_keys
 from paragoger.control.model_files import CONFIG_FILE, ControlModelInfo
 from paragoger.errors import ModelLoadError, NotFoundError
 from paragoger.model_manager.convert import assign_weights
 from paragoger.model_manager.safe_pickle import load_ckpt
 from paragoger.model_manager.safetensors_file import SafetensorsReadError, read_header, read_tensors
 
-CONTROLNET, T2I_ADAPTER = "controlnet", "t2i_adapter"
-MANAGER_KIND = "controlnet"  # the model manager's kind for both
-IP_ADAPTER_PREFIXES = ("image_proj.", "ip_adapter.")
+CONTROLNET, T2I_ADAPTER, IP_ADAPTER = "controlnet", "t2i_adapter", "ip_adapter"
+MANAGER_KIND = "controlnet"  # the model manager's kind for all three
 _CLASSES = {"ControlNetModel": CONTROLNET, "T2IAdapter": T2I_ADAPTER}
 
 
 @dataclass
 class ControlModel:
     info: ControlModelInfo
-    kind: str                    # "controlnet" or "t2i_adapter"
+    kind: str                    # "controlnet", "t2i_adapter" or "ip_adapter"
     family: str                  # "sd1", "sd2", "sdxl": the checkpoints it fits
-    module: torch.nn.Module      # ControlNetModel or T2IAdapter, on the device in the dtype asked for, eval, no grad
+    module: torch.nn.Module      # ControlNetModel, T2IAdapter or ip_adapter.IPAdapterWeights, on the device in the
+                                 # dtype asked for, eval, no grad
     conditioning_channels: int   # channels of the control picture it takes (3; 1 for some sketch adapters)
 
 
@@ -158,15 +158,14 @@ def to_diffusers(state_dict: dict[str, torch.Tensor], name: str) -> tuple[str, s
         weights = state_dict if layout == adapter_type else _with_reading(
             name, t2i_adapter_keys.original_to_diffusers, state_dict, adapter_type)
         return kind, t2i_adapter_keys.FAMILY_BY_TYPE[adapter_type], weights, layout
-    if any(key.startswith(IP_ADAPTER_PREFIXES) for key in state_dict):
-        raise ModelLoadError("control_model_ip_adapter", name=name)
+    if ip_adapter.is_ip_adapter(state_dict):
+        return IP_ADAPTER, _with_reading(name, ip_adapter.family_of, state_dict), state_dict, "ip-adapter"
     raise ModelLoadError("control_model_unknown", name=name)
 
 
 def detect_control_model(state_dict: dict[str, torch.Tensor], name: str) -> tuple[str, str]:
-    """``(kind, family)`` of a ControlNet or T2I-Adapter state dict in any layout above;
-    ModelLoadError("control_model_ip_adapter") for IP-Adapter files, ("control_model_unknown") for anything else
-    (a checkpoint, a LoRA, an annotator's weights)."""
+    """``(kind, family)`` of a ControlNet, T2I-Adapter or IP-Adapter state dict in any layout above;
+    ModelLoadError("control_model_unknown") for anything else (a checkpoint, a LoRA, an annotator's weights)."""
     return to_diffusers(state_dict, name)[:2]
 
 
@@ -217,6 +216,9 @@ def load_control_model(info: ControlModelInfo, *, device: torch.device | str, dt
     else:
         state_dict = read_weights(info.path, info.name)
         kind, family, weights, layout = to_diffusers(state_dict, info.name)
+        if kind == IP_ADAPTER:
+            return ControlModel(info=info, kind=kind, family=family, conditioning_channels=3,
+                                module=ip_adapter.build_ip_adapter(weights, device=device, dtype=dtype, name=info.name))
         config = config_for(kind, family, weights, layout, info.name)
         del state_dict
     module = build_module(kind, config, weights, device=device, dtype=dtype, name=info.name)
@@ -250,8 +252,8 @@ def expected_bytes(info: ControlModelInfo, dtype: torch.dtype) -> int:
 
 
 class ControlModels:
-    """The service the core uses: a ControlNet or T2I-Adapter by name (title, name or file name), loaded once and
-    accounted by the model manager (kind "controlnet"), on the app's device in its UNet dtype."""
+    """The service the core uses: a ControlNet, T2I-Adapter or IP-Adapter by name (title, name or file name), loaded
+    once and accounted by the model manager (kind "controlnet"), on the app's device in its UNet dtype."""
 
     def __init__(self, library, manager, device_config):
         self.library = library

@@ -224,7 +224,17 @@ def default_preprocessors(*, annotator_dir: Path, depth_estimators=None, device=
     sources = DepthSources(annotator_dir, depth_estimators=depth_estimators, manager=manager, device=device)
     model_free = _model_free()
     for preprocessor in model_free[:2] + sorted(model_free[2:] + _depth_modules(sources)
-                                                + _network_modules(Path(annotator_dir)), key=lambda p: p.name):
+                                                + _network_modules(Path(annotator_dir)) + _image_encoder_modules(),
+                                                key=lambda p: p.name):
         registry.register(preprocessor)
     return registry
+
+
+def _image_encoder_modules() -> list[Preprocessor]:
+    """IP-Adapter's modules: the picture goes to the adapter's image encoder as it is (no map; the preview shows
+    the picture), so they are listed for the page and /controlnet/module_list like any other."""
+    from paragoger.control.ip_adapter import IMAGE_ENCODER_MODULES
+
+    return [Preprocessor(name, name, _on_pixels(lambda p, r, a, b: p), None, None, tags=("IP-Adapter",))
+            for name in IMAGE_ENCODER_MODULES[:3]]
 

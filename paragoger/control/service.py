@@ -2,7 +2,8 @@
 
 ``ControlService(get_model=..., preprocessors=...)`` is built once by the app (``get_model(name) -> ControlModel``
 from ``control.models``; ``preprocessors``: the annotator registry with ``.detect(name, image, resolution=...,
-threshold_a=..., threshold_b=...)``, or None to use every unit's picture as its map) and handed to ``Engine``.
+threshold_a=..., threshold_b=...)``, or None to use every unit's picture as its map; ``image_encoders``: the
+``control.image_encoders.ImageEncoders`` IP-Adapter units need) and handed to ``Engine``.
 """
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from collections import OrderedDict
 
 from paragoger.control.guidance import prepare_control
 from paragoger.control.infotext import unit_fields
+from paragoger.control.ip_adapter import IMAGE_ENCODER_MODULES, UNetLocks
 from paragoger.core.denoise import ModelHooks
 
 DETECTIONS_KEPT = 8   # detected maps kept for the next pass or batch (a Hires. fix, batch count, a retry)
 
 
 class ControlService:
-    def __init__(self, *, get_model, preprocessors=None, find_model=None, list_models=None):
+    def __init__(self, *, get_model, preprocessors=None, find_model=None, list_models=None,
+                 image_encoders=None):
         self.get_model = get_model
+        self.image_encoders = image_encoders
+        self.unet_locks = UNetLocks()   # IP-Adapters on a shared UNet: one pass at a time
         self.find_model = find_model  # name -> model_files.ControlModelInfo (its title for the infotext)
         self.list_models = list_models  # () -> [ControlModelInfo]: the choices of the X/Y/Z plot's model axis
         self.registry = preprocessors
@@ -29,7 +34,7 @@ class ControlService:
         if self.find_model is not None and unit.model and unit.model != "None":
             self.find_model(unit.model)
         lookup = getattr(self.registry, "get", None)  # a registry; a bare detector object has no names to check
-        if lookup is not None and unit.module and unit.module != "none":
+        if lookup is not None and unit.module and unit.module != "none" and unit.module not in IMAGE_ENCODER_MODULES:
             lookup(unit.module)
 
     def model_names(self) -> list[str]:
@@ -57,7 +62,7 @@ class ControlService:
             return None
         guidance = prepare_control(units, width=width, height=height, get_model=self.get_model, picture=picture,
                                    mask=mask, preprocessors=self.preprocessors, family=family, stage=stage,
-                                   video=video)
+                                   video=video, image_encoders=self.image_encoders, unet_locks=self.unet_locks)
         return guidance.hooks() if guidance else None
 
 

@@ -6,9 +6,10 @@ job's interrupt/skip flags are honoured after each step.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 import torch
 
@@ -170,16 +171,20 @@ ModelHook = Callable[[ModelCallState], None]
 
 @dataclass(frozen=True)
 class ModelHooks:
-    """Hooks run just before each UNet call and just after it (before guidance combines the copies)."""
+    """Hooks run just before each UNet call and just after it (before guidance combines the copies). ``around``:
+    ``unet -> context manager`` entered before the pass's first call and left after its last, whatever ends the
+    pass (IP-Adapter's attention processors are set on the shared UNet for one pass and always taken out)."""
 
     before: tuple[ModelHook, ...] = ()
     after: tuple[ModelHook, ...] = ()
+    around: tuple[Callable[[Any], ContextManager], ...] = ()
 
     def merged(self, other: "ModelHooks | None") -> "ModelHooks":
         """These hooks, then ``other``'s, at each stage."""
         if other is None:
             return self
-        return ModelHooks(before=(*self.before, *other.before), after=(*self.after, *other.after))
+        return ModelHooks(before=(*self.before, *other.before), after=(*self.after, *other.after),
+                          around=(*self.around, *other.around))
 
 
 def sampling_step(index: int, order: int, steps: int) -> int:
@@ -199,6 +204,16 @@ def denoise(*, unet, scheduler, latents: torch.Tensor, guidance: Guidance, steps
     scaled the latents; ``guidance`` says what each copy of the batch gets. ``model_hooks`` may change the UNet's
     inputs and raw outputs at every step (see ``ModelCallState``).
     """
+    with contextlib.ExitStack() as stack:
+        for context in model_hooks.around:
+            stack.enter_context(context(unet))
+        return _denoise(unet=unet, scheduler=scheduler, latents=latents, guidance=guidance, steps=steps,
+                        step_kwargs=step_kwargs, timesteps=timesteps, added_time_ids=added_time_ids,
+                        image_conditioning=image_conditioning, hooks=hooks, model_hooks=model_hooks)
+
+
+def _denoise(*, unet, scheduler, latents, guidance: Guidance, steps: int, step_kwargs: dict, timesteps,
+             added_time_ids, image_conditioning, hooks, model_hooks: ModelHooks) -> torch.Tensor:
     copies = guidance.copies
     timesteps = scheduler.timesteps if timesteps is None else timesteps
     extra = guidance.image_conditioning(image_conditioning)  # the same at every step

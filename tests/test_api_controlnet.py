@@ -97,7 +97,10 @@ def test_webuiapi_controlnet_unit_works_unchanged(served):
     title = next(t for t in client.controlnet_model_list() if t.startswith(MODEL))
     cn_unit = webuiapi.ControlNetUnit(image=picture(), module="canny", model=title, weight=0.8,
                                       processor_res=64, threshold_a=100, threshold_b=200)
-    result = client.txt2img(prompt="a blue ball in a box", width=64, height=64, seed=11, controlnet_units=[cn_unit])
+    # alwayson_scripts given: webuiapi's default for it is one shared dict that its txt2img writes the units into,
+    # so later calls in the same process (other tests) would send them again
+    result = client.txt2img(prompt="a blue ball in a box", width=64, height=64, seed=11, controlnet_units=[cn_unit],
+                            alwayson_scripts={})
     assert result.image.size == (64, 64)
     assert "ControlNet 0" in result.info["infotexts"][0] and "Weight: 0.8" in result.info["infotexts"][0]
     detected = client.controlnet_detect([picture()], module="canny", processor_res=64, threshold_a=100,

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from paragoger import messages
+from paragoger.control.units import CONTROL_MODES, RESIZE_MODES, ControlUnit, enabled_units  # noqa: F401
+# (public re-exports: ControlNet units, for scripts that change them, such as the X/Y/Z plot's ControlNet axes)
 from paragoger.errors import UserError
 from paragoger.ext.services import AppServices  # noqa: F401  (public re-export: the type of ``ext.app``)
 from paragoger.imaging.grid import annotate_grid, make_grid, load_label_font  # noqa: F401  (public re-exports)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paragoger.control.units import CONTROL_MODES, RESIZE_MODES, enabled_units
-from paragoger.errors import UserError
+from paragoger.ext.api import CONTROL_MODES, RESIZE_MODES, UserError, enabled_units
 from paragoger.scripts.xyz_grid import Axis, _choose, parse_floats, parse_ints, split_list
 
 

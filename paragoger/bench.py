@@ -61,6 +61,18 @@ def timed_job(request):
     return TimedJob(request=request), stamps
 
 
+def step_timer():
+    """(the list of step times, a diffusers ``callback_on_step_end`` that notes the time of each step); the list
+    starts with now."""
+    stamps: list[float] = [time.perf_counter()]
+
+    def on_step(_pipe, _index, _timestep, kwargs):
+        stamps.append(time.perf_counter())
+        return kwargs
+
+    return stamps, on_step
+
+
 def run(args) -> dict:
     import torch
 
@@ -114,12 +126,8 @@ def _measure(args, workdir: Path) -> dict:
         return _per_step_times(stamps)
 
     def plain() -> list[float]:
-        stamps: list[float] = [time.perf_counter()]
+        stamps, on_step = step_timer()
         pipe.scheduler = engine.samplers.create_scheduler("Euler", "Automatic", components.scheduler_config)
-
-        def on_step(_pipe, _i, _t, kwargs):
-            stamps.append(time.perf_counter())
-            return kwargs
 
         pipe(request.prompt, negative_prompt=request.negative_prompt, num_inference_steps=args.steps,
              width=args.size, height=args.size, guidance_scale=request.cfg_scale,

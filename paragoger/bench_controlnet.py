@@ -9,7 +9,6 @@ Peak memory is measured first (a plain picture, then one with the unit) before d
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
 
@@ -49,7 +48,7 @@ def measure_controlnet(args, workdir: Path, model_path: Path, peak_rss_mb) -> di
     import torch
     from diffusers import StableDiffusionControlNetPipeline
 
-    from paragoger.bench import timed_job
+    from paragoger.bench import step_timer, timed_job
     from paragoger.cli import parse_args
     from paragoger.context import AppContext
     from paragoger.control.units import ControlUnit
@@ -89,13 +88,8 @@ def measure_controlnet(args, workdir: Path, model_path: Path, peak_rss_mb) -> di
             return [b - a for a, b in zip(stamps, stamps[1:])]
 
         def reference() -> list[float]:
-            stamps: list[float] = [time.perf_counter()]
+            stamps, on_step = step_timer()
             pipe.scheduler = context.samplers.create_scheduler("Euler", "Automatic", components.scheduler_config)
-
-            def on_step(_pipe, _i, _t, kwargs):
-                stamps.append(time.perf_counter())
-                return kwargs
-
             pipe(plain.prompt, image=picture, negative_prompt=plain.negative_prompt, num_inference_steps=args.steps,
                  width=args.size, height=args.size, guidance_scale=plain.cfg_scale, output_type="latent",
                  generator=torch.Generator("cpu").manual_seed(1), callback_on_step_end=on_step)

@@ -9,7 +9,6 @@ pipeline builds its own motion UNet and copies the UNet's weights into it, which
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
 
@@ -37,7 +36,7 @@ def measure_video(args, workdir: Path, model_path: Path, peak_rss_mb) -> dict:
 
     from paragoger.cli import parse_args
     from paragoger.context import AppContext
-    from paragoger.bench import timed_job
+    from paragoger.bench import step_timer, timed_job
     from paragoger.core.request import GenerationRequest
     from paragoger.core.video import motion_scheduler_config
     from paragoger.video.options import AnimateDiffOptions
@@ -73,14 +72,9 @@ def measure_video(args, workdir: Path, model_path: Path, peak_rss_mb) -> dict:
             return [b - a for a, b in zip(stamps, stamps[1:])]
 
         def plain() -> list[float]:
-            stamps: list[float] = [time.perf_counter()]
+            stamps, on_step = step_timer()
             pipe.scheduler = context.samplers.create_scheduler(
                 "DDIM", "Automatic", motion_scheduler_config(components.scheduler_config))
-
-            def on_step(_pipe, _i, _t, kwargs):
-                stamps.append(time.perf_counter())
-                return kwargs
-
             pipe(video.prompt, negative_prompt=video.negative_prompt, num_frames=frames, num_inference_steps=args.steps,
                  width=args.size, height=args.size, guidance_scale=video.cfg_scale, output_type="latent",
                  generator=torch.Generator("cpu").manual_seed(1), callback_on_step_end=on_step)

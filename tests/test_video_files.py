@@ -104,15 +104,22 @@ def test_a_fractional_frame_rate_is_kept(tmp_path):
     assert count == 6 and fps == pytest.approx(12.5)
 
 
+def frame_durations(animation) -> list[int]:
+    """Each frame's duration in ms (Pillow sets a WebP frame's duration when it loads the frame)."""
+    durations = []
+    for index in range(animation.n_frames):
+        animation.seek(index)
+        animation.load()
+        durations.append(animation.info["duration"])
+    return durations
+
+
 def test_gif_has_every_frame_its_duration_a_loop_and_the_infotext(tmp_path):
     saved = save(tmp_path, ["GIF"], fps=10)
     with Image.open(saved.files["GIF"]) as gif:
         assert gif.n_frames == 6
         assert gif.info["loop"] == 0
-        durations = []
-        for index in range(gif.n_frames):
-            gif.seek(index)
-            durations.append(gif.info["duration"])
+        durations = frame_durations(gif)
     assert durations == [100] * 6
     assert read_infotext(saved.files["GIF"]) == INFOTEXT
 
@@ -129,11 +136,7 @@ def test_webp_is_animated_with_its_durations_and_the_infotext(tmp_path):
     with Image.open(saved.files["WEBP"]) as webp:
         assert webp.n_frames == 6
         assert webp.info["loop"] == 0
-        durations = []
-        for index in range(webp.n_frames):
-            webp.seek(index)
-            webp.load()  # Pillow sets a WebP frame's duration when it loads the frame
-            durations.append(webp.info["duration"])
+        durations = frame_durations(webp)
     assert durations == [125] * 6
     assert read_infotext(saved.files["WEBP"]) == INFOTEXT
     assert video_info(saved.files["WEBP"]) == (6, 8.0)
